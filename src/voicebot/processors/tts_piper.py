@@ -1,0 +1,67 @@
+"""Piper TTS over the process-wide voice: sentence-by-sentence synthesis, no per-session load."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipecat.frames.frames import Frame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+
+@dataclass
+class PiperTTSSettings(TTSSettings):
+    """Runtime settings for `PiperTTSService` (voice changes need a restart)."""
+
+
+class PiperTTSService(TTSService):
+    """Local Piper synthesis with a `PiperVoice` loaded once per process.
+
+    Pipecat's own `PiperTTSService` loads (and may download) the voice in `__init__`,
+    which would put a model load on every session; this one borrows the shared voice.
+    Piper runs on ONNX Runtime, whose sessions are thread-safe, so sessions synthesise
+    concurrently. Each text Pipecat hands over (one sentence) is synthesised off the
+    event loop and streamed out chunk by chunk, resampled to the pipeline's rate.
+    """
+
+    Settings = PiperTTSSettings
+    _settings: PiperTTSSettings
+
+    def __init__(self, *, voice: PiperVoice, voice_name: str, **kwargs: Any) -> None:
+        super().__init__(
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=self.Settings(model=None, voice=voice_name, language=None),
+            **kwargs,
+        )
+        self._voice = voice
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def _chunks(self, text: str) -> AsyncIterator[bytes]:
+        chunks: Iterator[Any] = iter(self._voice.synthesize(text))
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield chunk.audio_int16_bytes
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        """Synthesise `text`, yielding audio frames as each Piper chunk is ready."""
+        await self.start_tts_usage_metrics(text)
+        try:
+            async for frame in self._stream_audio_frames_from_iterator(
+                self._chunks(text),
+                in_sample_rate=self._voice.config.sample_rate,
+                context_id=context_id,
+            ):
+                await self.stop_ttfb_metrics()
+                yield frame
+        except Exception as e:  # onnxruntime / espeak failures surface as plain exceptions
+            await self.push_error(error_msg=f"Piper synthesis failed: {e}", exception=e)
+        finally:
+            await self.stop_ttfb_metrics()

@@ -1,0 +1,46 @@
+"""Runs one conversation on a transport until the client leaves."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from loguru import logger
+from pipecat.observers.base_observer import BaseObserver
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.workers.runner import WorkerRunner
+
+from voicebot.config import Settings
+from voicebot.models import SharedModels
+from voicebot.pipeline import build_worker
+
+
+async def run_session(
+    transport: BaseTransport,
+    models: SharedModels,
+    settings: Settings,
+    *,
+    session_id: str | None = None,
+    observers: Sequence[BaseObserver] = (),
+    enable_rtvi: bool = False,
+) -> None:
+    """Build the session's pipeline on `transport` and run it until the client disconnects."""
+    session_id = session_id or uuid.uuid4().hex[:12]
+    log = logger.bind(session=session_id)
+    worker = build_worker(
+        transport, models, settings, observers=observers, enable_rtvi=enable_rtvi
+    )
+
+    @transport.event_handler("on_client_disconnected")
+    async def on_client_disconnected(_transport: BaseTransport, *_args: Any) -> None:
+        log.info("client disconnected")
+        await worker.cancel(reason="client disconnected")
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    log.info("session started")
+    try:
+        await runner.run()
+    finally:
+        log.info("session ended")

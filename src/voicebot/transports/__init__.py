@@ -1,0 +1,1 @@
+"""Transports: our WebSocket protocol and Pipecat's SmallWebRTC, served by FastAPI."""

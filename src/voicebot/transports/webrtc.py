@@ -1,0 +1,148 @@
+"""SmallWebRTC for browsers: the offer/ICE routes Pipecat's prebuilt client calls, and `/start`.
+
+The prebuilt client (mounted at /client) first POSTs `/start` for a session id, then
+sends its SDP offer to `/sessions/{id}/api/offer`. Plain `/api/offer` works too, for
+clients that skip `/start`. Each accepted offer runs one conversation in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from loguru import logger
+from pipecat.transports.base_transport import TransportParams
+from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
+from pipecat.transports.smallwebrtc.request_handler import (
+    IceCandidate,
+    SmallWebRTCPatchRequest,
+    SmallWebRTCRequest,
+    SmallWebRTCRequestHandler,
+)
+from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
+
+from voicebot.config import Settings
+from voicebot.models import SharedModels
+from voicebot.pipeline import output_sample_rate
+from voicebot.protocol import INPUT_SAMPLE_RATE
+from voicebot.session import run_session
+
+ModelsGetter = Callable[[], SharedModels | None]
+
+
+class WebRTCRoutes:
+    """Routes for SmallWebRTC sessions (`.router`); sessions start only once models are warm."""
+
+    def __init__(self, get_models: ModelsGetter, settings: Settings) -> None:
+        self.handler = SmallWebRTCRequestHandler()
+        self.sessions: set[asyncio.Task[None]] = set()
+        self.router = _build_router(self, get_models, settings)
+
+    async def close(self) -> None:
+        """Hang up every peer connection and end their sessions (server shutdown)."""
+        await self.handler.close()
+        for task in list(self.sessions):
+            task.cancel()
+        logger.info("webrtc connections closed")
+
+
+def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Settings) -> APIRouter:
+    router = APIRouter()
+    handler = owner.handler
+    sessions = owner.sessions
+    started: set[str] = set()
+
+    def ready_models() -> SharedModels:
+        models = get_models()
+        if models is None:
+            raise HTTPException(status_code=503, detail="models are still loading; retry shortly")
+        return models
+
+    async def answer(offer: SmallWebRTCRequest, session_id: str) -> dict[str, str]:
+        models = ready_models()
+
+        async def start(connection: SmallWebRTCConnection) -> None:
+            transport = SmallWebRTCTransport(
+                webrtc_connection=connection,
+                params=TransportParams(
+                    audio_in_enabled=True,
+                    audio_in_sample_rate=INPUT_SAMPLE_RATE,
+                    audio_out_enabled=True,
+                    audio_out_sample_rate=output_sample_rate(models),
+                ),
+            )
+            # The prebuilt client speaks RTVI over the data channel, so RTVI stays on.
+            task = asyncio.create_task(
+                run_session(transport, models, settings, session_id=session_id, enable_rtvi=True)
+            )
+            sessions.add(task)
+            task.add_done_callback(sessions.discard)
+
+        result = await handler.handle_web_request(request=offer, webrtc_connection_callback=start)
+        if result is None:
+            raise HTTPException(status_code=500, detail="WebRTC connection produced no answer")
+        return result
+
+    @router.post("/start")
+    async def start_session(request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        transport = body.get("transport", "webrtc")
+        if transport != "webrtc":
+            raise HTTPException(
+                status_code=400,
+                detail=f"transport {transport!r} is not enabled on this server; use 'webrtc'",
+            )
+        session_id = str(uuid.uuid4())
+        started.add(session_id)
+        return {"sessionId": session_id}
+
+    @router.post("/api/offer")
+    async def offer(request: SmallWebRTCRequest) -> dict[str, str]:
+        return await answer(request, str(uuid.uuid4()))
+
+    @router.patch("/api/offer")
+    async def ice_candidates(request: SmallWebRTCPatchRequest) -> dict[str, str]:
+        await handler.handle_patch_request(request)
+        return {"status": "success"}
+
+    @router.post("/sessions/{session_id}/api/offer")
+    async def session_offer(session_id: str, request: Request) -> dict[str, str]:
+        if session_id not in started:
+            raise HTTPException(status_code=404, detail="unknown session id; POST /start first")
+        data = await _json_body(request)
+        try:
+            offer_request = SmallWebRTCRequest(
+                sdp=data["sdp"], type=data["type"], pc_id=data.get("pc_id"),
+                restart_pc=data.get("restart_pc"),
+            )
+        except KeyError as e:
+            raise HTTPException(status_code=400, detail=f"offer is missing field {e}") from e
+        return await answer(offer_request, session_id)
+
+    @router.patch("/sessions/{session_id}/api/offer")
+    async def session_ice(session_id: str, request: Request) -> dict[str, str]:
+        data = await _json_body(request)
+        try:
+            patch = SmallWebRTCPatchRequest(
+                pc_id=data["pc_id"],
+                candidates=[IceCandidate(**c) for c in data.get("candidates", [])],
+            )
+        except (KeyError, TypeError) as e:
+            raise HTTPException(status_code=400, detail=f"invalid ICE candidate request: {e}") from e
+        await handler.handle_patch_request(patch)
+        return {"status": "success"}
+
+    return router
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as e:
+        raise HTTPException(status_code=400, detail="request body is not valid JSON") from e
+    if not isinstance(body, dict):
+        raise HTTPException(status_code=400, detail="request body must be a JSON object")
+    return body
