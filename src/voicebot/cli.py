@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from voicebot.bench import run_turn_bench
 
+            setup_logging("WARNING")
             return asyncio.run(run_turn_bench(_settings(args), args.turns, args.output, args.url))
     except ConfigError as e:
         print(f"voicebot: configuration error: {e}", file=sys.stderr)

@@ -1,0 +1,61 @@
+"""The `voicebot` command as a user runs it: talk, and start-up errors that say what to fix."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import soundfile as sf
+
+from tests.conftest import run_voicebot
+
+
+def test_talk_json_reports_one_sane_turn(question_wavs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "reply.wav"
+    done = run_voicebot("talk", str(question_wavs["week"]), "--json", "--output", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert {"transcript", "reply", "reply_audio_s", "turn_latency_ms", "stages"} <= report.keys()
+    assert {"days", "week"} <= set(re.findall(r"[a-z]+", report["transcript"].lower()))
+    assert report["reply"]
+    assert 0 < report["turn_latency_ms"] < 10_000
+    for stage in ("stt_ms", "llm_ttft_ms", "tts_ttfb_ms"):
+        assert 0 < report["stages"][stage] < 5_000, report["stages"]
+    # The stage times are parts of the turn, so none can exceed it.
+    assert report["stages"]["stt_ms"] < report["turn_latency_ms"]
+
+    audio, rate = sf.read(out, dtype="int16")
+    assert rate == 22050
+    assert abs(len(audio) / rate - report["reply_audio_s"]) < 0.05
+    assert abs(audio).max() > 1000, "reply audio is silent"
+
+
+def test_talk_on_a_file_that_is_not_audio(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("this is not a wave file")
+    done = run_voicebot("talk", str(bogus))
+    assert done.returncode == 2
+    assert "not a readable audio file" in done.stderr
+
+
+def test_serve_with_missing_model_names_the_setting() -> None:
+    done = run_voicebot("serve", env={"VOICEBOT_LLM__MODEL_PATH": "/nonexistent/model.gguf"}, timeout=60)
+    assert done.returncode == 2
+    assert "llm.model_path=/nonexistent/model.gguf does not exist" in done.stderr
+
+
+def test_serve_with_unbundled_whisper_model_names_the_setting() -> None:
+    done = run_voicebot("serve", env={"VOICEBOT_STT__MODEL": "large-v3"}, timeout=60)
+    assert done.returncode == 2
+    assert "stt.model='large-v3' is not bundled" in done.stderr
+    assert "stt.model_path" in done.stderr
+
+
+def test_serve_with_yaml_typo_names_key_and_file(tmp_path: Path) -> None:
+    profile = tmp_path / "typo.yaml"
+    profile.write_text("tts:\n  voise: en_US-joe-medium\n")
+    done = run_voicebot("serve", "--config", str(profile), timeout=60)
+    assert done.returncode == 2
+    assert "tts.voise: unknown key" in done.stderr and str(profile) in done.stderr

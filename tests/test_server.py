@@ -1,0 +1,31 @@
+"""`voicebot serve` as a separate process: health gating, effective config, browser client."""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+
+from tests.conftest import wait_for_status
+
+
+def test_health_is_503_until_models_are_warm_then_200(
+    serve_process: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, url = serve_process
+    seen = wait_for_status(url)
+    assert seen[0] == 503, f"first /health answer should be 503 while loading, saw {seen}"
+    assert seen[-1] == 200
+    health = httpx.get(f"{url}/health").json()
+    assert health["status"] == "ok"
+    assert {"whisper", "llm", "piper"} <= health["warm_ms"].keys()
+
+    config = httpx.get(f"{url}/config").json()
+    assert config["stt"]["model"] == "tiny.en"
+    assert config["llm"]["provider"] == "llama_cpp"
+    assert config["tts"]["provider"] == "piper"
+
+    page = httpx.get(f"{url}/client/")
+    assert page.status_code == 200 and "<script" in page.text
+    assert httpx.get(url, follow_redirects=False).headers["location"] == "/client/"
+    assert process.poll() is None
