@@ -65,7 +65,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_voicebot(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_voicebot(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `voicebot` console script and capture its output."""
     return subprocess.run(
         [VOICEBOT, *args],

@@ -41,7 +41,9 @@ def test_talk_on_a_file_that_is_not_audio(tmp_path: Path) -> None:
 
 
 def test_serve_with_missing_model_names_the_setting() -> None:
-    done = run_voicebot("serve", env={"VOICEBOT_LLM__MODEL_PATH": "/nonexistent/model.gguf"}, timeout=60)
+    done = run_voicebot(
+        "serve", env={"VOICEBOT_LLM__MODEL_PATH": "/nonexistent/model.gguf"}, timeout=60
+    )
     assert done.returncode == 2
     assert "llm.model_path=/nonexistent/model.gguf does not exist" in done.stderr
 

@@ -55,7 +55,9 @@ def test_typo_in_yaml_names_key_and_file(tmp_path: Path) -> None:
     assert str(path) in str(error.value)
 
 
-def test_invalid_value_names_value_and_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_value_names_value_and_origin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ConfigError) as error:
         load_settings(write(tmp_path, "llm:\n  provider: gpt5\n"))
     assert "llm.provider" in str(error.value) and "'gpt5'" in str(error.value)

@@ -7,15 +7,15 @@ import json
 import re
 from typing import Any
 
+import faster_whisper
+import llama_cpp
 import numpy as np
+import onnxruntime
+import piper
 import pytest
 import soxr
 import websockets
 
-import faster_whisper
-import llama_cpp
-import onnxruntime
-import piper
 from voicebot.client import run_turn
 from voicebot.local_server import LocalServer
 from voicebot.models import SharedModels
@@ -42,7 +42,10 @@ async def test_first_message_is_ready_with_output_rate(server: LocalServer) -> N
 
 
 async def test_spoken_question_gets_transcript_and_spoken_reply(
-    server: LocalServer, models: SharedModels, question_pcm: dict[str, np.ndarray], keywords: dict[str, Any]
+    server: LocalServer,
+    models: SharedModels,
+    question_pcm: dict[str, np.ndarray],
+    keywords: dict[str, Any],
 ) -> None:
     result = await run_turn(server.ws_url, question_pcm["capital"])
 
@@ -50,7 +53,11 @@ async def test_spoken_question_gets_transcript_and_spoken_reply(
     assert result.reply, "the bot sent no bot_text"
     assert result.reply_audio_s > 0.5
     kinds = [e["type"] for e in result.events]
-    assert kinds.index("transcript") < kinds.index("bot_started_speaking") < kinds.index("bot_stopped_speaking")
+    assert (
+        kinds.index("transcript")
+        < kinds.index("bot_started_speaking")
+        < kinds.index("bot_stopped_speaking")
+    )
     assert result.turn_latency_ms is not None and 0 < result.turn_latency_ms < 10_000
     # The audio says what bot_text says: round-trip it through Whisper.
     heard = words(transcribe(models, result.reply_audio, result.sample_rate))
@@ -89,4 +96,3 @@ async def test_two_concurrent_sessions_share_one_set_of_models(
     assert set(keywords["week"]) <= words(second.transcript), second.transcript
     assert first.reply_audio_s > 0.5 and second.reply_audio_s > 0.5
     assert loads == [], f"a session loaded a model: {loads}"
-

@@ -16,10 +16,10 @@ from voicebot.local_server import LocalServer
 from voicebot.transports import websocket as ws_transport
 
 
-async def next_event(ws: Any, timeout: float = 5.0) -> dict[str, Any]:
+async def next_event(ws: Any, wait_s: float = 5.0) -> dict[str, Any]:
     """The next JSON message, skipping any binary audio."""
     while True:
-        message = await asyncio.wait_for(ws.recv(), timeout)
+        message = await asyncio.wait_for(ws.recv(), wait_s)
         if isinstance(message, str):
             return json.loads(message)
 
@@ -66,7 +66,9 @@ async def test_malformed_message_gets_error_event_and_no_frame(
     assert pushed_audio == []
 
 
-async def test_oversized_message_closes_with_1009(server: LocalServer, pushed_audio: list[int]) -> None:
+async def test_oversized_message_closes_with_1009(
+    server: LocalServer, pushed_audio: list[int]
+) -> None:
     limit = server_limit(server)
     async with websockets.connect(server.ws_url, max_size=None) as ws:
         assert (await next_event(ws))["type"] == "ready"
@@ -101,7 +103,9 @@ async def test_other_sessions_unaffected_by_a_misbehaving_client(
                 await next_event(ws)
         return errors
 
-    turn, errors = await asyncio.gather(run_turn(server.ws_url, question_pcm["capital"]), misbehave())
+    turn, errors = await asyncio.gather(
+        run_turn(server.ws_url, question_pcm["capital"]), misbehave()
+    )
     assert errors == 100
     assert "france" in turn.transcript.lower()
     assert turn.reply_audio_s > 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -37,6 +38,11 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "gpu": None,
     }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -102,14 +108,15 @@ async def run_turn_bench(settings: Settings, turns: int, output: Path, url: str 
         "machine": machine(),
         "config": {
             "stt": settings.stt.model,
-            "llm": settings.llm.model_path.name if settings.llm.model_path else "SmolLM2-135M-Instruct Q4_1",
+            "llm": settings.llm.model_path.name
+            if settings.llm.model_path
+            else "SmolLM2-135M-Instruct Q4_1",
             "tts": f"piper {settings.tts.voice}",
         },
         "summary": summarise(results),
         "server_process": server_process,
         "turns": results,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
+    await asyncio.to_thread(_write_json, output, report)
     print(json.dumps(report["summary"], indent=2))
     return 0

@@ -84,7 +84,9 @@ def _serve(settings: Settings) -> int:
         host=settings.server.host,
         port=settings.server.port,
         ws_max_size=4 * settings.server.max_message_bytes,
-        log_level=settings.server.log_level.lower() if settings.server.log_level != "TRACE" else "trace",
+        log_level=settings.server.log_level.lower()
+        if settings.server.log_level != "TRACE"
+        else "trace",
     )
     return 0
 

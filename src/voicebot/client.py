@@ -48,7 +48,9 @@ class TurnResult:
             "transcript": self.transcript,
             "reply": self.reply,
             "reply_audio_s": round(self.reply_audio_s, 3),
-            "turn_latency_ms": None if self.turn_latency_ms is None else round(self.turn_latency_ms, 1),
+            "turn_latency_ms": None
+            if self.turn_latency_ms is None
+            else round(self.turn_latency_ms, 1),
             "stages": self.stages,
             "sample_rate": self.sample_rate,
         }
@@ -146,7 +148,10 @@ async def _send_silence_until_done(
     deadline = time.perf_counter() + timeout_s
     next_send = time.perf_counter()
     while time.perf_counter() < deadline:
-        if receiver.bot_stopped.is_set() and time.perf_counter() - receiver.last_audio_at > settle_s:
+        if (
+            receiver.bot_stopped.is_set()
+            and time.perf_counter() - receiver.last_audio_at > settle_s
+        ):
             return
         await ws.send(silence)
         next_send += CHUNK_MS / 1000

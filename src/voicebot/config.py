@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
 class _YamlSource(PydanticBaseSettingsSource):
     """The YAML profile chosen by `load_settings`, held for the duration of one load."""
 
-    data: dict[str, Any] = {}
+    data: ClassVar[dict[str, Any]] = {}
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self.data.get(field_name), field_name, False
@@ -142,7 +142,9 @@ def read_profile(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections, not {type(data).__name__}"
+        )
     return data
 
 

@@ -1,10 +1,10 @@
 """The voicebot error hierarchy: what went wrong, and whether trying again can help.
 
-    VoicebotError
-    ├── ConfigError            a setting is wrong or missing; the message names it
-    │   └── ModelNotFoundError a model file/package is missing; names the setting and package
-    ├── ProtocolError          a client broke the WebSocket protocol; carries an error code
-    └── ProviderError          an STT/LLM/TTS provider failed; `retryable` says if a retry may help
+VoicebotError
+├── ConfigError            a setting is wrong or missing; the message names it
+│   └── ModelNotFoundError a model file/package is missing; names the setting and package
+├── ProtocolError          a client broke the WebSocket protocol; carries an error code
+└── ProviderError          an STT/LLM/TTS provider failed; `retryable` says if a retry may help
 """
 
 from __future__ import annotations

@@ -235,7 +235,9 @@ def _onnx_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
 def _pipecat_data_file(package: str, name: str) -> Path:
     folder = _package_dir(package)
     if folder is None or not (folder / name).is_file():
-        raise ModelNotFoundError(f"{name} is missing from pipecat-ai ({package}); reinstall pipecat-ai")
+        raise ModelNotFoundError(
+            f"{name} is missing from pipecat-ai ({package}); reinstall pipecat-ai"
+        )
     return folder / name
 
 

@@ -37,7 +37,9 @@ def output_sample_rate(models: SharedModels) -> int:
     return int(models.piper.config.sample_rate)
 
 
-def _turn_stop_strategies(settings: Settings, models: SharedModels) -> list[BaseUserTurnStopStrategy]:
+def _turn_stop_strategies(
+    settings: Settings, models: SharedModels
+) -> list[BaseUserTurnStopStrategy]:
     if settings.turn.smart_turn and models.smart_turn_session is not None:
         analyzer = SharedSmartTurnAnalyzer(
             session=models.smart_turn_session,

@@ -69,7 +69,8 @@ def parse_control_message(text: str) -> dict[str, Any]:
         ) from e
     if not isinstance(message, dict):
         raise ProtocolError(
-            "invalid_message", f"a control message must be a JSON object, not {type(message).__name__}"
+            "invalid_message",
+            f"a control message must be a JSON object, not {type(message).__name__}",
         )
     kind = message.get("type")
     if kind not in CLIENT_MESSAGE_TYPES:

@@ -28,9 +28,7 @@ async def run_session(
     """Build the session's pipeline on `transport` and run it until the client disconnects."""
     session_id = session_id or uuid.uuid4().hex[:12]
     log = logger.bind(session=session_id)
-    worker = build_worker(
-        transport, models, settings, observers=observers, enable_rtvi=enable_rtvi
-    )
+    worker = build_worker(transport, models, settings, observers=observers, enable_rtvi=enable_rtvi)
 
     @transport.event_handler("on_client_disconnected")
     async def on_client_disconnected(_transport: BaseTransport, *_args: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
 from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter
@@ -54,8 +54,8 @@ class LlamaCppLLMService(LLMService[OpenAILLMAdapter]):
     Settings = LlamaCppLLMSettings
     _settings: LlamaCppLLMSettings
 
-    _locks: dict[int, threading.Lock] = {}
-    _locks_guard = threading.Lock()
+    _locks: ClassVar[dict[int, threading.Lock]] = {}
+    _locks_guard: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self,
@@ -114,8 +114,8 @@ class LlamaCppLLMService(LLMService[OpenAILLMAdapter]):
             content = message.get("content")
             if not isinstance(content, str):
                 # Chat templates of small GGUF models expect plain strings, not parts.
-                parts = content or []
-                content = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+                parts: Any = content or []
+                content = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
             messages.append({"role": message["role"], "content": content})
         return messages
 
@@ -131,8 +131,8 @@ class LlamaCppLLMService(LLMService[OpenAILLMAdapter]):
             produced = 0
             with self._lock:
                 try:
-                    stream = self._llama.create_chat_completion(
-                        messages=messages,
+                    stream: Any = self._llama.create_chat_completion(
+                        messages=messages,  # type: ignore[arg-type]
                         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
                         temperature=temperature if isinstance(temperature, float) else 0.3,
                         stream=True,

@@ -1,4 +1,4 @@
-"""faster-whisper STT over the process-wide model: Pipecat's WhisperSTTService, no per-session load."""
+"""faster-whisper STT over the process-wide model: WhisperSTTService without a load per session."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from loguru import logger
 from pipecat.frames.frames import Frame, TranscriptionFrame
-from pipecat.services.whisper.stt import WhisperSTTService
+from pipecat.services.whisper.stt import WhisperSTTService, WhisperSTTSettings
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
@@ -26,6 +26,8 @@ class FasterWhisperSTTService(WhisperSTTService):
     Decoding is greedy by default (`beam_size=1`): on a CPU, beam search costs several
     times the latency for a small accuracy gain on short spoken turns.
     """
+
+    _settings: WhisperSTTSettings
 
     def __init__(
         self,
@@ -65,7 +67,11 @@ class FasterWhisperSTTService(WhisperSTTService):
             without_timestamps=True,
         )
         threshold = self._settings.no_speech_prob
-        kept = [s.text for s in segments if not isinstance(threshold, float) or s.no_speech_prob < threshold]
+        kept = [
+            s.text
+            for s in segments
+            if not isinstance(threshold, float) or s.no_speech_prob < threshold
+        ]
         return " ".join(t.strip() for t in kept).strip()
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
@@ -73,6 +79,7 @@ class FasterWhisperSTTService(WhisperSTTService):
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
         language = self._settings.language
         code = str(language) if isinstance(language, str) else None
+        frame_language = Language(code) if code else None
         await self.start_processing_metrics()
         try:
             text = await asyncio.to_thread(self._transcribe, samples, code)
@@ -84,5 +91,5 @@ class FasterWhisperSTTService(WhisperSTTService):
         if not text:
             return
         logger.bind(stt_chars=len(text)).debug("transcribed segment")
-        await self._handle_transcription(text, True, code)
-        yield TranscriptionFrame(text, self._user_id, time_now_iso8601(), code)
+        await self._handle_transcription(text, True, frame_language)
+        yield TranscriptionFrame(text, self._user_id, time_now_iso8601(), frame_language)

@@ -36,4 +36,3 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         self._model = _SessionSileroModel(session)
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
-

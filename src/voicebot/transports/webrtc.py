@@ -115,7 +115,9 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
         data = await _json_body(request)
         try:
             offer_request = SmallWebRTCRequest(
-                sdp=data["sdp"], type=data["type"], pc_id=data.get("pc_id"),
+                sdp=data["sdp"],
+                type=data["type"],
+                pc_id=data.get("pc_id"),
                 restart_pc=data.get("restart_pc"),
             )
         except KeyError as e:
@@ -131,7 +133,9 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
                 candidates=[IceCandidate(**c) for c in data.get("candidates", [])],
             )
         except (KeyError, TypeError) as e:
-            raise HTTPException(status_code=400, detail=f"invalid ICE candidate request: {e}") from e
+            raise HTTPException(
+                status_code=400, detail=f"invalid ICE candidate request: {e}"
+            ) from e
         await handler.handle_patch_request(patch)
         return {"status": "success"}
 

@@ -1,0 +1,92 @@
+"""LlamaCppLLMService on the real SmolLM2 GGUF, tested as a Pipecat processor."""
+
+from __future__ import annotations
+
+from pipecat.frames.frames import (
+    InterruptionFrame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    MetricsFrame,
+)
+from pipecat.metrics.metrics import TTFBMetricsData
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.tests.utils import SleepFrame, run_test
+
+from voicebot.models import SharedModels
+from voicebot.processors.llm_llama_cpp import LlamaCppLLMService
+
+
+def service(
+    models: SharedModels,
+    *,
+    system: str | None = "Answer in one short sentence.",
+    max_tokens: int = 80,
+) -> LlamaCppLLMService:
+    return LlamaCppLLMService(
+        llama=models.llm,
+        model_name=models.llm_name,
+        system_instruction=system,
+        max_tokens=max_tokens,
+    )
+
+
+async def test_streams_a_reply_between_start_and_end(models: SharedModels) -> None:
+    context = LLMContext(messages=[{"role": "user", "content": "What is the capital of France?"}])
+    down, _ = await run_test(
+        service(models),
+        frames_to_send=[LLMContextFrame(context)],
+        pipeline_params=PipelineParams(enable_metrics=True),
+    )
+    kinds = [
+        type(f)
+        for f in down
+        if isinstance(f, (LLMFullResponseStartFrame, LLMFullResponseEndFrame, LLMTextFrame))
+    ]
+    assert kinds[0] is LLMFullResponseStartFrame and kinds[-1] is LLMFullResponseEndFrame
+    texts = [f.text for f in down if isinstance(f, LLMTextFrame)]
+    assert len(texts) > 1, "the reply should stream in several pieces"
+    assert "paris" in "".join(texts).lower()
+    ttfb = [
+        d
+        for f in down
+        if isinstance(f, MetricsFrame)
+        for d in f.data
+        if isinstance(d, TTFBMetricsData)
+    ]
+    assert any(d.value > 0 for d in ttfb)
+
+
+async def test_max_tokens_bounds_the_reply(models: SharedModels) -> None:
+    context = LLMContext(messages=[{"role": "user", "content": "Count from one to one hundred."}])
+    down, _ = await run_test(
+        service(models, max_tokens=5), frames_to_send=[LLMContextFrame(context)]
+    )
+    assert 1 <= len([f for f in down if isinstance(f, LLMTextFrame)]) <= 5
+
+
+async def test_history_in_the_context_is_used(models: SharedModels) -> None:
+    context = LLMContext(
+        messages=[
+            {"role": "user", "content": "My name is Zorblat. Remember it."},
+            {"role": "assistant", "content": "Nice to meet you, Zorblat."},
+            {"role": "user", "content": "What is my name?"},
+        ]
+    )
+    down, _ = await run_test(service(models), frames_to_send=[LLMContextFrame(context)])
+    assert "zorblat" in "".join(f.text for f in down if isinstance(f, LLMTextFrame)).lower()
+
+
+async def test_interruption_stops_generation_and_frees_the_model(models: SharedModels) -> None:
+    counting = LLMContext(
+        messages=[{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
+    )
+    llm = service(models, system=None, max_tokens=400)
+    await run_test(
+        llm, frames_to_send=[LLMContextFrame(counting), SleepFrame(sleep=0.3), InterruptionFrame()]
+    )
+    # 400 tokens take seconds on this CPU; a stopped generation frees the model at once.
+    assert llm._lock.acquire(timeout=1.0), "generation kept running after the interruption"
+    llm._lock.release()
