@@ -15,7 +15,7 @@ def test_talk_json_reports_one_sane_turn(question_wavs: dict[str, Path], tmp_pat
     out = tmp_path / "reply.wav"
     done = run_voicebot("talk", str(question_wavs["week"]), "--json", "--output", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = json.loads(done.stdout)  # stdout holds the one JSON object and nothing else
 
     assert {"transcript", "reply", "reply_audio_s", "turn_latency_ms", "stages"} <= report.keys()
     assert {"days", "week"} <= set(re.findall(r"[a-z]+", report["transcript"].lower()))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -115,7 +117,9 @@ def create_app(settings: Settings, *, models: SharedModels | None = None) -> Fas
 
 def _mount_client(app: FastAPI) -> None:
     """Serve Pipecat's prebuilt SmallWebRTC browser client at /client."""
-    from pipecat_ai_small_webrtc_prebuilt.frontend import SmallWebRTCPrebuiltUI
+    # The package prints where it looks for its files; keep stdout clean for --json output.
+    with contextlib.redirect_stdout(sys.stderr):
+        from pipecat_ai_small_webrtc_prebuilt.frontend import SmallWebRTCPrebuiltUI
 
     app.mount("/client", SmallWebRTCPrebuiltUI)
 
