@@ -67,7 +67,7 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
             "min": min(latencies, default=None),
             "max": max(latencies, default=None),
         },
-        "stages_median_ms": {k: statistics.median(v) for k, v in sorted(stages.items())},
+        "stages_median_ms": {k: round(statistics.median(v), 1) for k, v in sorted(stages.items())},
     }
 
 
