@@ -7,8 +7,9 @@ Environment variables use the `VOICEBOT_` prefix and `__` for nesting
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -121,16 +122,18 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """The YAML profile chosen by `load_settings`, held for the duration of one load."""
+# The YAML profile `load_settings` is loading; a context variable keeps concurrent loads apart.
+_profile: ContextVar[dict[str, Any]] = ContextVar("voicebot_profile", default={})  # noqa: B039
 
-    data: ClassVar[dict[str, Any]] = {}
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML profile chosen by `load_settings`, as a settings source."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
+        return _profile.get().get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(self.data)
+        return dict(_profile.get())
 
 
 def read_profile(path: Path) -> dict[str, Any]:
@@ -159,13 +162,13 @@ def load_settings(
     path_text = config_file or os.environ.get(CONFIG_ENV_VAR)
     path = Path(path_text) if path_text else None
     profile = read_profile(path) if path else {}
-    _YamlSource.data = profile
+    token = _profile.set(profile)
     try:
         return Settings(**(overrides or {}))
     except ValidationError as e:
         raise ConfigError(_describe(e, profile, path)) from e
     finally:
-        _YamlSource.data = {}
+        _profile.reset(token)
 
 
 def _describe(error: ValidationError, profile: dict[str, Any], path: Path | None) -> str:

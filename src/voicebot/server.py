@@ -39,10 +39,10 @@ class ModelState:
         try:
             models = await asyncio.to_thread(SharedModels.load, settings)
             self.warm_ms = await asyncio.to_thread(models.warm)
-        except Exception as e:
+        except Exception as e:  # reported by /health; the server stays up to say so
             self.error = f"{type(e).__name__}: {e}"
             logger.bind(error=self.error).error("model loading failed")
-            raise
+            return
         self.models = models
 
 
