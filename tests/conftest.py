@@ -9,11 +9,16 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import numpy as np
+import pynvml
 import pytest
 
+from tests import nvml_readings as cards
+from voicebot.autotune import resolve
 from voicebot.client import load_pcm16k
 from voicebot.config import Settings, load_settings
 from voicebot.local_server import LocalServer
@@ -26,7 +31,8 @@ VOICEBOT = str(Path(sys.executable).with_name("voicebot"))
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return load_settings()
+    """The default settings, auto-tuned for this machine (CPU here, the GPU where there is one)."""
+    return resolve(load_settings()).settings
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +122,33 @@ def wait_for_status(url: str, timeout_s: float = 120) -> list[int]:
             return seen
         time.sleep(0.05)
     raise TimeoutError(f"{url}/health did not turn 200 within {timeout_s} s (saw {seen})")
+
+
+@pytest.fixture
+def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Replace the NVML library calls with recorded readings of the given cards."""
+
+    def install(*installed: cards.Card) -> None:
+        monkeypatch.setattr(pynvml, "nvmlInit", lambda: None)
+        monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: None)
+        monkeypatch.setattr(pynvml, "nvmlDeviceGetCount", lambda: len(installed))
+        monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", lambda i: installed[i])
+        monkeypatch.setattr(pynvml, "nvmlDeviceGetName", lambda card: card.name)
+        monkeypatch.setattr(
+            pynvml,
+            "nvmlDeviceGetMemoryInfo",
+            lambda card: SimpleNamespace(
+                total=card.total_bytes,
+                free=card.total_bytes - card.used_bytes,
+                used=card.used_bytes,
+            ),
+        )
+        monkeypatch.setattr(
+            pynvml, "nvmlDeviceGetCudaComputeCapability", lambda card: card.compute_capability
+        )
+        monkeypatch.setattr(pynvml, "nvmlSystemGetDriverVersion", lambda: cards.DRIVER)
+        monkeypatch.setattr(
+            pynvml, "nvmlSystemGetCudaDriverVersion", lambda: cards.CUDA_DRIVER_VERSION
+        )
+
+    return install

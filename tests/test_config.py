@@ -18,11 +18,25 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_cpu_fallback_profile_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("VOICEBOT_CONFIG", raising=False)
+def test_cpu_fallback_profile_pins_every_auto_value() -> None:
     profile = load_settings(REPO / "configs" / "cpu_fallback.yaml")
-    assert profile == Settings()
+    assert "auto" not in profile.model_dump_json()
     assert profile.stt.model == "tiny.en" and profile.llm.provider == "llama_cpp"
+    assert Settings().stt.model == "auto"  # the defaults leave the choice to auto-tuning
+
+
+def test_secrets_come_only_from_their_standard_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk_abc")
+    monkeypatch.setenv("AZURE_SPEECH_REGION", "westeurope")
+    settings = load_settings()
+    assert settings.secrets.groq_api_key is not None
+    assert settings.secrets.groq_api_key.get_secret_value() == "gsk_abc"
+    assert settings.redacted()["secrets"]["groq_api_key"] == "**********"
+    assert "gsk_abc" not in repr(settings)
+    with pytest.raises(ConfigError, match="read only from the environment"):
+        load_settings(write(tmp_path, "secrets:\n  groq_api_key: x\n"))
 
 
 def test_yaml_then_env_then_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

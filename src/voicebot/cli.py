@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from voicebot.autotune import Tuned
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.observability.logging import setup_logging
@@ -17,6 +18,12 @@ from voicebot.observability.logging import setup_logging
 
 def _add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML profile (default: $VOICEBOT_CONFIG)")
+    parser.add_argument(
+        "--assume-gpu",
+        metavar="NAME",
+        help="tune for this GPU instead of detecting one (T4, L4, A10G, RTX 4090, "
+        "A100-40GB, A100-80GB, H100, H200, ... or none)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     talk.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(talk)
 
+    gpu_info = commands.add_parser("gpu-info", help="the GPUs found and whether CUDA works")
+    gpu_info.add_argument("--json", action="store_true", help="print one JSON object")
+
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_kinds = config.add_subparsers(dest="config_command", required=True)
+    show = config_kinds.add_parser(
+        "show", help="the effective configuration and where each value came from"
+    )
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flag(show)
+
     bench = commands.add_parser("bench", help="benchmarks that write JSON results")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
     turn = bench_kinds.add_parser("turn", help="turn latency over spoken questions through /ws")
@@ -44,9 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, server: dict[str, Any] | None = None) -> Settings:
+def _tuned(args: argparse.Namespace, server: dict[str, Any] | None = None) -> Tuned:
+    """Settings from every source, with `auto` values resolved for this machine."""
+    from voicebot.autotune import resolve
+
     overrides = {"server": server} if server else None
-    return load_settings(args.config, overrides)
+    settings = load_settings(args.config, overrides)
+    try:
+        return resolve(settings, assume_gpu=args.assume_gpu)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def _settings(args: argparse.Namespace, server: dict[str, Any] | None = None) -> Settings:
+    return _tuned(args, server).settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,9 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-            return _serve(_settings(args, flags))
+            return _serve(_tuned(args, flags))
         if args.command == "talk":
             return asyncio.run(_talk(args, _settings(args)))
+        if args.command == "gpu-info":
+            return _gpu_info(args)
+        if args.command == "config":
+            return _config_show(args)
         if args.command == "bench":
             from voicebot.bench import run_turn_bench
 
@@ -71,16 +104,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _serve(settings: Settings) -> int:
+def _gpu_info(args: argparse.Namespace) -> int:
+    from voicebot.gpu import detect
+
+    report = detect()
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    if not report.gpus:
+        print(f"no NVIDIA GPU: {report.cuda.reason}")
+        return 0
+    print(f"driver {report.driver_version}, CUDA {report.cuda_version}")
+    for gpu in report.gpus:
+        caps = ", ".join(name for name, ok in gpu.capabilities.items() if ok)
+        cc = ".".join(map(str, gpu.compute_capability))
+        print(
+            f"GPU {gpu.index}: {gpu.name}, {gpu.total_mib} MiB ({gpu.free_mib} MiB free), "
+            f"compute {cc}: {caps}"
+        )
+    print(f"CUDA {'usable' if report.cuda.usable else 'NOT usable'}: {report.cuda.reason}")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from voicebot.config import value_sources
+
+    tuned = _tuned(args)
+    values = tuned.settings.redacted()
+    sources = value_sources(load_settings(args.config), args.config)
+    for key, reason in tuned.decisions.items():
+        sources[key] = f"auto: {reason}"
+    if args.json:
+        print(json.dumps({"config": values, "sources": sources, "gpu": tuned.report.to_json()}))
+        return 0
+    for key, source in sources.items():
+        value: Any = values
+        for part in key.split("."):
+            value = value[part]
+        print(f"{key} = {value!r}    [{source}]")
+    return 0
+
+
+def _serve(tuned: Tuned) -> int:
     import uvicorn
+    from loguru import logger
 
     from voicebot.models import check_models
     from voicebot.server import create_app
 
+    settings = tuned.settings
     setup_logging(settings.server.log_level)
+    for key, reason in tuned.decisions.items():
+        logger.bind(setting=key, reason=reason).info("auto-tuned")
     check_models(settings)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, decisions=tuned.decisions),
         host=settings.server.host,
         port=settings.server.port,
         ws_max_size=4 * settings.server.max_message_bytes,

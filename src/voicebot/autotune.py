@@ -1,0 +1,212 @@
+"""Turns every `auto` setting into a concrete value for the GPU found, with the reason why.
+
+The decision table (README_PIPECAT.md, "GPU auto-tuning") in code. Explicit values in a
+profile, the environment or the CLI are never touched: only fields still set to `auto`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicebot.config import AUTO, Settings
+from voicebot.gpu import GpuInfo, GpuReport
+
+GIB = 1024  # MiB
+
+# Whisper weights at 16-bit precision, MiB: what STT holds on the GPU before any batch.
+WHISPER_VRAM_MIB = {
+    "tiny": 80,
+    "base": 150,
+    "small": 500,
+    "medium": 1500,
+    "large-v3": 3100,
+    "large-v3-turbo": 1650,
+}
+# Kokoro-82M on the GPU, MiB (weights and ONNX Runtime's arena).
+KOKORO_VRAM_MIB = 600
+# Head-room left for the CUDA context, allocator fragmentation and activations, MiB.
+HEADROOM_MIB = 1024
+# Fallback order when the preferred Whisper model is not on disk: bigger to smaller.
+WHISPER_LADDER = ("large-v3-turbo", "large-v3", "medium", "small", "base", "tiny")
+
+
+@dataclass
+class Tuned:
+    """The settings with every `auto` resolved, and the reason for each choice."""
+
+    settings: Settings
+    decisions: dict[str, str] = field(default_factory=dict)
+    report: GpuReport = field(default_factory=GpuReport)
+
+
+def whisper_family(model: str) -> str:
+    return model.removesuffix(".en")
+
+
+def _english_variant(family: str, language: str) -> str:
+    # English-only checkpoints exist up to medium and are more accurate for English.
+    if language == "en" and family in ("tiny", "base", "small", "medium"):
+        return f"{family}.en"
+    return family
+
+
+def _pick_gpu(report: GpuReport) -> GpuInfo | None:
+    usable = report.usable_gpus
+    return max(usable, key=lambda g: (g.free_mib, -g.index)) if usable else None
+
+
+def _preferred_whisper(gpu: GpuInfo | None) -> tuple[str, str]:
+    if gpu is None:
+        return "tiny", "CPU: the smallest model keeps STT near 0.3 s per turn on 2 cores"
+    cc, total = gpu.compute_capability, gpu.total_mib
+    if cc >= (8, 0) and total >= 16 * GIB:
+        return "large-v3-turbo", f"{gpu.name}: high-end card (>= 16 GB, compute {cc[0]}.{cc[1]})"
+    if cc >= (8, 0):
+        return "medium", f"{gpu.name}: fast card with under 16 GB"
+    if cc >= (7, 0) and total >= 12 * GIB:
+        return "small", f"{gpu.name}: T4-class card (compute {cc[0]}.{cc[1]}), latency first"
+    return "base", f"{gpu.name}: small or old card"
+
+
+def _compute_type(gpu: GpuInfo | None) -> tuple[str, str]:
+    if gpu is None:
+        return "int8", "CPU: int8 is the fastest CTranslate2 precision on CPUs"
+    caps = gpu.capabilities
+    cc = ".".join(map(str, gpu.compute_capability))
+    if caps["bf16"]:
+        return "bfloat16", f"compute {cc} supports bf16"
+    if caps["tensor_cores"]:
+        return "float16", "fp16 tensor cores, no bf16 (T4/V100 class)"
+    if caps["int8"]:
+        return "int8_float32", "no tensor cores: int8 weights, fp32 compute"
+    return "float32", "no fast reduced precision on this card"
+
+
+def _batch_size(gpu: GpuInfo | None, stt_mib: int) -> tuple[int, str]:
+    if gpu is None:
+        return 1, "CPU: one utterance at a time"
+    spare = gpu.free_mib - stt_mib - HEADROOM_MIB
+    for size, need in ((16, 24 * GIB), (8, 12 * GIB), (4, 6 * GIB)):
+        if spare >= need:
+            return size, f"{spare // GIB} GiB free after the model"
+    return 2, f"only {max(spare, 0) // GIB} GiB free after the model"
+
+
+def autotune(
+    settings: Settings,
+    report: GpuReport,
+    *,
+    whisper_available: Callable[[str], bool] = lambda name: True,
+    llm_file_mib: int | None = None,
+) -> Tuned:
+    """Resolve every `auto` in `settings` for `report`; explicit values win untouched.
+
+    `whisper_available(name)` says whether a Whisper model can be loaded without a
+    download; auto never picks one that cannot. `llm_file_mib` is the size of the local
+    GGUF, used to decide whether llama.cpp layers fit on the GPU.
+    """
+    decisions: dict[str, str] = {}
+    updates: dict[str, dict[str, Any]] = {"stt": {}, "tts": {}, "llm": {}}
+    gpu = _pick_gpu(report)
+    stt, tts, llm = settings.stt, settings.tts, settings.llm
+    where = "no usable GPU" if gpu is None else f"GPU {gpu.index} {gpu.name}"
+
+    if stt.device == AUTO:
+        updates["stt"]["device"] = "cpu" if gpu is None else "cuda"
+        decisions["stt.device"] = f"{where}; {report.cuda.reason}"
+    stt_on_gpu = (updates["stt"].get("device", stt.device)) == "cuda"
+    stt_gpu = gpu if stt_on_gpu else None
+    if stt.device_index == AUTO:
+        updates["stt"]["device_index"] = stt_gpu.index if stt_gpu else 0
+        decisions["stt.device_index"] = (
+            f"GPU {stt_gpu.index} has the most free memory ({stt_gpu.free_mib} MiB) of "
+            f"{len(report.usable_gpus)}"
+            if stt_gpu
+            else "CPU: no device index"
+        )
+
+    if stt.compute_type == AUTO:
+        updates["stt"]["compute_type"], decisions["stt.compute_type"] = _compute_type(stt_gpu)
+
+    model = stt.model
+    if model == AUTO:
+        family, why = _preferred_whisper(stt_gpu)
+        candidates = WHISPER_LADDER[WHISPER_LADDER.index(family) :]
+        names = [_english_variant(f, stt.language) for f in candidates]
+        model = next((n for n in names if whisper_available(n)), names[-1])
+        if model != names[0]:
+            why += f"; {names[0]} is not on disk (stt.models_dir), so the best available: {model}"
+        updates["stt"]["model"] = model
+        decisions["stt.model"] = why
+    stt_mib = WHISPER_VRAM_MIB.get(whisper_family(model), WHISPER_VRAM_MIB["large-v3"])
+
+    if stt.batch_size == AUTO:
+        updates["stt"]["batch_size"], decisions["stt.batch_size"] = _batch_size(stt_gpu, stt_mib)
+
+    tts_on_gpu = False
+    if tts.device == AUTO:
+        tts_on_gpu = gpu is not None and tts.provider == "kokoro"
+        updates["tts"]["device"] = "cuda" if tts_on_gpu else "cpu"
+        why_cpu = where if gpu is None else "only Kokoro uses the GPU"
+        decisions["tts.device"] = (
+            f"Kokoro on {where}" if tts_on_gpu else f"{tts.provider} on the CPU ({why_cpu})"
+        )
+    else:
+        tts_on_gpu = tts.device == "cuda"
+
+    if llm.gpu_layers == AUTO:
+        layers, why = _llm_offload(
+            gpu, llm.provider, llm_file_mib, stt_mib if stt_on_gpu else 0, tts_on_gpu
+        )
+        updates["llm"]["gpu_layers"] = layers
+        decisions["llm.gpu_layers"] = why
+
+    tuned = settings.model_copy(
+        update={
+            section: getattr(settings, section).model_copy(update=values)
+            for section, values in updates.items()
+            if values
+        }
+    )
+    return Tuned(settings=tuned, decisions=decisions, report=report)
+
+
+def _llm_offload(
+    gpu: GpuInfo | None, provider: str, file_mib: int | None, stt_mib: int, tts_on_gpu: bool
+) -> tuple[int, str]:
+    if provider != "llama_cpp":
+        return 0, f"llm.provider={provider} does not run llama.cpp in this process"
+    if gpu is None:
+        return 0, "no usable GPU: llama.cpp runs on the CPU"
+    if file_mib is None:
+        return 0, "local GGUF size unknown: llama.cpp stays on the CPU"
+    others = stt_mib + (KOKORO_VRAM_MIB if tts_on_gpu else 0) + HEADROOM_MIB
+    need = int(file_mib * 1.2)  # weights plus KV cache and scratch at the default context
+    spare = gpu.free_mib - others
+    if spare >= need:
+        return -1, f"the {file_mib} MiB GGUF fits beside STT/TTS ({spare} MiB spare)"
+    return 0, f"the {file_mib} MiB GGUF does not fit beside STT/TTS ({spare} MiB spare)"
+
+
+def resolve(settings: Settings, *, assume_gpu: str | None = None, probe: bool = True) -> Tuned:
+    """Detect the GPUs (or take `assume_gpu` from KNOWN_GPUS) and auto-tune `settings`.
+
+    Raises ValueError for an unknown `assume_gpu` name.
+    """
+    from voicebot.errors import ModelNotFoundError
+    from voicebot.gpu import assumed_report, detect
+    from voicebot.models import find_whisper, llm_model_file
+
+    report = assumed_report(assume_gpu) if assume_gpu else detect(probe=probe)
+    try:
+        llm_mib: int | None = llm_model_file(settings).stat().st_size // 2**20
+    except ModelNotFoundError:
+        llm_mib = None
+    return autotune(
+        settings,
+        report,
+        whisper_available=lambda name: find_whisper(name, settings) is not None,
+        llm_file_mib=llm_mib,
+    )
