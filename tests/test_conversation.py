@@ -28,7 +28,7 @@ def words(text: str) -> set[str]:
 def transcribe(models: SharedModels, pcm16: bytes, sample_rate: int) -> str:
     audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768
     audio = soxr.resample(audio, sample_rate, 16000)
-    segments, _ = models.whisper.transcribe(audio, language="en", beam_size=1)
+    segments, _ = models.stt.model.transcribe(audio, language="en", beam_size=1)
     return " ".join(s.text for s in segments)
 
 

@@ -197,7 +197,7 @@ def resolve(settings: Settings, *, assume_gpu: str | None = None, probe: bool = 
     """
     from voicebot.errors import ModelNotFoundError
     from voicebot.gpu import assumed_report, detect
-    from voicebot.models import find_whisper, llm_model_file
+    from voicebot.model_files import llm_model_file, whisper_on_disk
 
     report = assumed_report(assume_gpu) if assume_gpu else detect(probe=probe)
     try:
@@ -207,6 +207,6 @@ def resolve(settings: Settings, *, assume_gpu: str | None = None, probe: bool = 
     return autotune(
         settings,
         report,
-        whisper_available=lambda name: find_whisper(name, settings) is not None,
+        whisper_available=lambda name: whisper_on_disk(name, settings),
         llm_file_mib=llm_mib,
     )

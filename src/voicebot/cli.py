@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     talk.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(talk)
 
+    transcribe = commands.add_parser("transcribe", help="speech to text for one audio file")
+    transcribe.add_argument("input", type=Path, help="any sample rate or channel count")
+    transcribe.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flag(transcribe)
+
     gpu_info = commands.add_parser("gpu-info", help="the GPUs found and whether CUDA works")
     gpu_info.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -86,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(_tuned(args, flags))
         if args.command == "talk":
             return asyncio.run(_talk(args, _settings(args)))
+        if args.command == "transcribe":
+            return _transcribe(args, _settings(args))
         if args.command == "gpu-info":
             return _gpu_info(args)
         if args.command == "config":
@@ -101,6 +108,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VoicebotError as e:
         print(f"voicebot: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
+    from voicebot.client import load_pcm16k
+    from voicebot.model_files import whisper_model_dir
+    from voicebot.models import load_silero, load_stt_engine
+
+    setup_logging("WARNING")
+    try:
+        pcm = load_pcm16k(args.input)
+    except (ValueError, OSError) as e:
+        print(f"voicebot: {e}", file=sys.stderr)
+        return 2
+    whisper_model_dir(settings)  # a missing model is a ConfigError naming the setting
+    engine = load_stt_engine(settings, load_silero())
+    engine.warm()
+    result = engine.submit(pcm.astype("float32") / 32768.0).result()
+    summary = {
+        "text": result.text,
+        "language": result.language,
+        "duration_s": result.duration_s,
+        "elapsed_ms": result.elapsed_ms,
+        "rtf": result.rtf,
+        "model": result.model,
+        "device": result.device,
+        "compute_type": result.compute_type,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(result.text)
+        print(
+            f"[{result.duration_s:.2f} s of audio in {result.elapsed_ms:.0f} ms, "
+            f"RTF {result.rtf:.3f}, {result.model} on {result.device}/{result.compute_type}]",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -149,7 +193,7 @@ def _serve(tuned: Tuned) -> int:
     import uvicorn
     from loguru import logger
 
-    from voicebot.models import check_models
+    from voicebot.model_files import check_models
     from voicebot.server import create_app
 
     settings = tuned.settings

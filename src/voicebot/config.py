@@ -67,7 +67,14 @@ class STTSettings(_Section):
     compute_type: str = AUTO
     batch_size: int | Auto = AUTO
     language: str = "en"
+    # Segments more likely than this to be non-speech are dropped (hallucination guard).
     no_speech_prob: float = Field(0.4, ge=0.0, le=1.0)
+    # Segments decoded with a lower average log-probability are dropped.
+    log_prob_threshold: float = Field(-1.0, le=0.0)
+    # Segments more repetitive than this (gzip ratio) are dropped.
+    compression_ratio_threshold: float = Field(2.4, gt=0.0)
+    # Longer utterances are cut to their first N seconds (Whisper's window is 30 s).
+    max_utterance_secs: float = Field(30.0, gt=0.0, le=30.0)
     cpu_threads: int = Field(0, ge=0)
 
 
@@ -117,7 +124,8 @@ class TTSSettings(_Section):
 
 
 class VADSettings(_Section):
-    provider: Literal["silero"] = "silero"
+    # silero (bundled model) or energy (RMS level: no model, for very constrained hosts).
+    provider: Literal["silero", "energy"] = "silero"
     confidence: float = Field(0.7, ge=0.0, le=1.0)
     start_secs: float = Field(0.2, ge=0.0)
     stop_secs: float = Field(0.2, ge=0.0)

@@ -23,7 +23,7 @@ def main() -> int:
         from faster_whisper import WhisperModel
 
         from voicebot.config import Settings
-        from voicebot.models import whisper_model_dir
+        from voicebot.model_files import whisper_model_dir
 
         # Loading cuDNN/cuBLAS happens on the first real encode, not at import.
         model = WhisperModel(

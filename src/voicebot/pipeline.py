@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
-from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -28,6 +28,7 @@ from voicebot.processors.llm_llama_cpp import LlamaCppLLMService
 from voicebot.processors.stt_whisper import FasterWhisperSTTService
 from voicebot.processors.tts_piper import PiperTTSService
 from voicebot.processors.turn_smart import SharedSmartTurnAnalyzer
+from voicebot.processors.vad_energy import EnergyVADAnalyzer
 from voicebot.processors.vad_silero import SharedSileroVADAnalyzer
 from voicebot.protocol import INPUT_SAMPLE_RATE
 
@@ -35,6 +36,18 @@ from voicebot.protocol import INPUT_SAMPLE_RATE
 def output_sample_rate(models: SharedModels) -> int:
     """The rate bot audio leaves the pipeline at: the TTS voice's own, so nothing resamples."""
     return int(models.piper.config.sample_rate)
+
+
+def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
+    params = VADParams(
+        confidence=settings.vad.confidence,
+        start_secs=settings.vad.start_secs,
+        stop_secs=settings.vad.stop_secs,
+        min_volume=settings.vad.min_volume,
+    )
+    if settings.vad.provider == "energy":
+        return EnergyVADAnalyzer(params=params)
+    return SharedSileroVADAnalyzer(session=models.silero_session, params=params)
 
 
 def _turn_stop_strategies(
@@ -58,12 +71,7 @@ def build_worker(
     enable_rtvi: bool = False,
 ) -> PipelineWorker:
     """One conversation: transport -> STT -> context -> LLM -> TTS -> transport."""
-    stt = FasterWhisperSTTService(
-        model=models.whisper,
-        model_name=settings.stt.model,
-        language=settings.stt.language,
-        no_speech_prob=settings.stt.no_speech_prob,
-    )
+    stt = FasterWhisperSTTService(engine=models.stt, language=settings.stt.language)
     llm = LlamaCppLLMService(
         llama=models.llm,
         model_name=models.llm_name,
@@ -73,15 +81,7 @@ def build_worker(
     )
     tts = PiperTTSService(voice=models.piper, voice_name=settings.tts.voice)
 
-    vad = SharedSileroVADAnalyzer(
-        session=models.silero_session,
-        params=VADParams(
-            confidence=settings.vad.confidence,
-            start_secs=settings.vad.start_secs,
-            stop_secs=settings.vad.stop_secs,
-            min_volume=settings.vad.min_volume,
-        ),
-    )
+    vad = _vad_analyzer(settings, models)
     context = LLMContext()
     aggregators = LLMContextAggregatorPair(
         context,

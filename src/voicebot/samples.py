@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicebot.config import Settings
-from voicebot.models import piper_voice_file
+from voicebot.model_files import piper_voice_file
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from loguru import logger
 
 from voicebot.config import Settings
-from voicebot.models import SharedModels, check_models
+from voicebot.model_files import check_models
+from voicebot.models import SharedModels
 from voicebot.observability.events import ProtocolEventObserver
 from voicebot.pipeline import output_sample_rate
 from voicebot.protocol import error_event, ready_event
@@ -86,11 +87,13 @@ def create_app(
             if state.error:
                 body["error"] = state.error
             return JSONResponse(body, status_code=503)
+        stt = state.models.stt
         return JSONResponse(
             {
                 "status": "ok",
                 "load_ms": {k: round(v) for k, v in state.models.load_ms.items()},
                 "warm_ms": {k: round(v) for k, v in state.warm_ms.items()},
+                "stt": {**stt.description, **stt.stats.summary()},
             }
         )
 

@@ -21,6 +21,7 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 
+from voicebot.processors.stt_whisper import RTFMetricsData
 from voicebot.protocol import error_event
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
@@ -81,6 +82,8 @@ class ProtocolEventObserver(BaseObserver):
                 values["ttfb_ms"] = round(item.value * 1000, 1)
             elif isinstance(item, ProcessingMetricsData) and item.value > 0:
                 values["processing_ms"] = round(item.value * 1000, 1)
+            elif isinstance(item, RTFMetricsData):
+                values["rtf"] = item.value
         if not values:
             return None
         return {"type": "metrics", "stage": stage, **values}

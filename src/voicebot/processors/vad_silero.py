@@ -11,7 +11,7 @@ from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
 
 
-class _SessionSileroModel(SileroOnnxModel):
+class SileroStream(SileroOnnxModel):
     """`SileroOnnxModel` with per-stream state around a session it does not own."""
 
     def __init__(self, session: onnxruntime.InferenceSession) -> None:
@@ -33,6 +33,6 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
     ) -> None:
         # SileroVADAnalyzer.__init__ loads the model file; only the base init is wanted.
         VADAnalyzer.__init__(self, sample_rate=sample_rate, params=params)
-        self._model = _SessionSileroModel(session)
+        self._model = SileroStream(session)
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
