@@ -157,8 +157,9 @@ def load_stt_engine(
             log_prob_threshold=stt.log_prob_threshold,
             compression_ratio_threshold=stt.compression_ratio_threshold,
             max_utterance_secs=stt.max_utterance_secs,
-            # On a CPU a batch costs as much as its parts; batching still avoids queueing.
-            max_batch_size=max(batch, 8),
+            # On a CPU a batch costs as much as its parts and everyone in it waits for the
+            # slowest (measured: no throughput gain, higher mean latency), so auto picks 1.
+            max_batch_size=max(batch, 1),
         ),
         vad_session=vad_session,
         fallback=cpu_fallback if device == "cuda" else None,

@@ -29,6 +29,11 @@ QUESTIONS = (
 def synthesise_questions(folder: Path, settings: Settings | None = None) -> dict[str, Path]:
     """Write one WAV per sample question into `folder` (skipping existing ones)."""
     from piper import PiperVoice
+    from piper.config import SynthesisConfig
+
+    # Without the model's sampling noise the same text always gives the same audio, so
+    # tests and benchmarks are repeatable.
+    fixed = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
 
     folder.mkdir(parents=True, exist_ok=True)
     voice = None
@@ -38,6 +43,6 @@ def synthesise_questions(folder: Path, settings: Settings | None = None) -> dict
         if not path.exists():
             voice = voice or PiperVoice.load(piper_voice_file(settings or Settings()))
             with wave.open(str(path), "wb") as out:
-                voice.synthesize_wav(question.text, out)
+                voice.synthesize_wav(question.text, out, syn_config=fixed)
         paths[question.name] = path
     return paths

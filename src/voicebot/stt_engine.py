@@ -6,6 +6,8 @@ one alone goes through `WhisperModel.transcribe`; several go through faster-whis
 `BatchedInferencePipeline` in one call, each as its own clip. Nothing waits on purpose
 for a batch to fill, so a lone utterance never pays for batching.
 
+Decoding is a single greedy pass (temperature 0, no fallback re-decodes): a retry at a
+higher temperature can cost seconds, and what it would rescue the filters drop anyway.
 Before the model, each utterance is gated by Silero VAD (silence and noise produce no
 text) and capped at `max_utterance_secs`; after it, segments that look hallucinated
 (high no-speech probability, low log-probability, repetitive) are dropped.
@@ -167,9 +169,9 @@ class WhisperEngine:
     def submit(self, samples: np.ndarray) -> Future[Transcript]:
         self._ensure_worker()
         future: Future[Transcript] = Future()
-        self._queue.put(
-            _Request(np.asarray(samples, dtype=np.float32), future, time.perf_counter())
-        )
+        # NaN/inf from a broken client or decoder would poison the whole batch.
+        samples = np.clip(np.nan_to_num(np.asarray(samples, dtype=np.float32)), -1.0, 1.0)
+        self._queue.put(_Request(samples, future, time.perf_counter()))
         return future
 
     def _ensure_worker(self) -> None:
@@ -305,6 +307,7 @@ class WhisperEngine:
                 utterances[0],
                 language=self.options.language,
                 beam_size=self.options.beam_size,
+                temperature=0.0,
                 condition_on_previous_text=False,
                 without_timestamps=True,
                 vad_filter=False,
@@ -318,6 +321,7 @@ class WhisperEngine:
             np.concatenate(utterances),
             language=self.options.language,
             beam_size=self.options.beam_size,
+            temperature=0.0,
             without_timestamps=True,
             clip_timestamps=[{"start": s, "end": e} for s, e in bounds],
             batch_size=len(utterances),

@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory measured into JSON, never asserted by timed tests."""
