@@ -35,6 +35,16 @@ def settings() -> Settings:
     return resolve(load_settings()).settings
 
 
+def tweak(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """`settings` with some fields of some sections replaced: tweak(s, stt={"model": "base"})."""
+    return settings.model_copy(
+        update={
+            name: getattr(settings, name).model_copy(update=values)
+            for name, values in sections.items()
+        }
+    )
+
+
 @pytest.fixture(scope="session")
 def models(settings: Settings) -> SharedModels:
     loaded = SharedModels.load(settings)

@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 import websockets
 
-from tests.conftest import run_voicebot
+from tests.conftest import run_voicebot, tweak
 from voicebot.config import Settings
 from voicebot.gpu import read_nvml
 from voicebot.local_server import LocalServer
@@ -42,13 +42,7 @@ def engine(models: SharedModels) -> WhisperEngine:
 def base_engine(settings: Settings, models: SharedModels) -> WhisperEngine:
     """The bundled Whisper base (reassembled from its two packages), on the CPU."""
     engine = load_stt_engine(
-        settings.model_copy(
-            update={
-                "stt": settings.stt.model_copy(
-                    update={"model": "base", "device": "cpu", "compute_type": "int8"}
-                )
-            }
-        ),
+        tweak(settings, stt={"model": "base", "device": "cpu", "compute_type": "int8"}),
         models.silero_session,
     )
     engine.warm()
@@ -113,9 +107,7 @@ async def test_long_utterance_is_capped(
     settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
 ) -> None:
     short = load_stt_engine(
-        settings.model_copy(
-            update={"stt": settings.stt.model_copy(update={"max_utterance_secs": 2.0})}
-        ),
+        tweak(settings, stt={"max_utterance_secs": 2.0}),
         models.silero_session,
     )
     speech = np.concatenate([floats(question_pcm["capital"]), floats(question_pcm["week"])])
@@ -132,7 +124,7 @@ async def test_concurrent_utterances_are_batched(
     keywords: dict[str, Any],
 ) -> None:
     batching = load_stt_engine(
-        settings.model_copy(update={"stt": settings.stt.model_copy(update={"batch_size": 8})}),
+        tweak(settings, stt={"batch_size": 8}),
         models.silero_session,
     )
     names = ["capital", "week", "sky", "cook", "weather"] * 2
@@ -280,9 +272,7 @@ async def test_eight_concurrent_sessions_share_the_engine(
 async def test_energy_vad_session_transcribes(
     settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
 ) -> None:
-    energy = settings.model_copy(
-        update={"vad": settings.vad.model_copy(update={"provider": "energy"})}
-    )
+    energy = tweak(settings, vad={"provider": "energy"})
     async with LocalServer(energy, models=models) as server:
         text = await _transcript_over_ws(server.ws_url, question_pcm["capital"])
     assert {"capital", "france"} <= words(text)
@@ -323,11 +313,7 @@ def test_transcribe_cli_rejects_a_file_that_is_not_audio(tmp_path: Path) -> None
 async def test_fp16_on_the_gpu(settings: Settings, question_pcm: dict[str, np.ndarray]) -> None:
     if not read_nvml().gpus:
         pytest.skip("no NVIDIA GPU on this machine")
-    gpu = settings.model_copy(
-        update={
-            "stt": settings.stt.model_copy(update={"device": "cuda", "compute_type": "float16"})
-        }
-    )
+    gpu = tweak(settings, stt={"device": "cuda", "compute_type": "float16"})
     engine = load_stt_engine(gpu, load_silero())
     result = await engine.transcribe(floats(question_pcm["capital"]))
     assert result.device == "cuda" and "france" in words(result.text)

@@ -12,7 +12,7 @@ from typing import Any
 
 from voicebot.autotune import Tuned
 from voicebot.config import Settings, load_settings
-from voicebot.errors import ConfigError, VoicebotError
+from voicebot.errors import ConfigError, InputError, VoicebotError
 from voicebot.observability.logging import setup_logging
 
 
@@ -105,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"voicebot: configuration error: {e}", file=sys.stderr)
         return 2
+    except InputError as e:
+        print(f"voicebot: {e}", file=sys.stderr)
+        return 2
     except VoicebotError as e:
         print(f"voicebot: {e}", file=sys.stderr)
         return 1
@@ -113,16 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
     from voicebot.client import load_pcm16k
-    from voicebot.model_files import whisper_model_dir
     from voicebot.models import load_silero, load_stt_engine
 
     setup_logging("WARNING")
-    try:
-        pcm = load_pcm16k(args.input)
-    except (ValueError, OSError) as e:
-        print(f"voicebot: {e}", file=sys.stderr)
-        return 2
-    whisper_model_dir(settings)  # a missing model is a ConfigError naming the setting
+    pcm = load_pcm16k(args.input)
     engine = load_stt_engine(settings, load_silero())
     engine.warm()
     result = engine.submit(pcm.astype("float32") / 32768.0).result()
@@ -220,11 +217,7 @@ async def _talk(args: argparse.Namespace, settings: Settings) -> int:
     from voicebot.local_server import LocalServer
 
     setup_logging("WARNING")
-    try:
-        pcm = load_pcm16k(args.input)
-    except (ValueError, OSError) as e:
-        print(f"voicebot: {e}", file=sys.stderr)
-        return 2
+    pcm = load_pcm16k(args.input)
     async with LocalServer(settings) as server:
         result = await run_turn(server.ws_url, pcm)
     if args.output:

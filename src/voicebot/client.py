@@ -19,6 +19,7 @@ import soundfile as sf
 import soxr
 import websockets
 
+from voicebot.errors import InputError
 from voicebot.protocol import INPUT_SAMPLE_RATE
 
 CHUNK_MS = 20
@@ -60,8 +61,8 @@ def load_pcm16k(path: Path) -> np.ndarray:
     """Read any audio file soundfile understands as mono int16 at 16 kHz."""
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise ValueError(f"{path} is not a readable audio file: {e}") from e
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise InputError(f"{path} is not a readable audio file: {e}") from e
     mono = audio.mean(axis=1)
     if rate != INPUT_SAMPLE_RATE:
         mono = soxr.resample(mono, rate, INPUT_SAMPLE_RATE)

@@ -3,6 +3,7 @@
 VoicebotError
 ├── ConfigError            a setting is wrong or missing; the message names it
 │   └── ModelNotFoundError a model file/package is missing; names the setting and package
+├── InputError             a file or value given on the command line is unusable
 ├── ProtocolError          a client broke the WebSocket protocol; carries an error code
 └── ProviderError          an STT/LLM/TTS provider failed; `retryable` says if a retry may help
 """
@@ -20,6 +21,10 @@ class ConfigError(VoicebotError):
 
 class ModelNotFoundError(ConfigError):
     """A model the configuration asks for is not installed or not at the configured path."""
+
+
+class InputError(VoicebotError, ValueError):
+    """Input the user handed us (an audio file, a text) that cannot be used as it is."""
 
 
 class ProtocolError(VoicebotError):
