@@ -120,6 +120,9 @@ class TTSSettings(_Section):
     voice: str = "en_US-joe-medium"
     # A folder holding `<voice>.onnx` and `<voice>.onnx.json`; when unset, the bundled voice.
     voice_dir: Path | None = None
+    # A reply's first piece goes to TTS at its first clause break once it has this many
+    # words, instead of waiting for the whole first sentence (0: whole sentences only).
+    first_clause_words: int = Field(4, ge=0)
     kokoro: KokoroSettings = KokoroSettings()
 
 

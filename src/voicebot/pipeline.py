@@ -26,6 +26,7 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.processors.llm_llama_cpp import LlamaCppLLMService
 from voicebot.processors.stt_whisper import FasterWhisperSTTService
+from voicebot.processors.text_clause import speak_first_clause_early
 from voicebot.processors.tts_piper import PiperTTSService
 from voicebot.processors.turn_smart import SharedSmartTurnAnalyzer
 from voicebot.processors.vad_energy import EnergyVADAnalyzer
@@ -80,6 +81,8 @@ def build_worker(
         temperature=settings.llm.temperature,
     )
     tts = PiperTTSService(voice=models.piper, voice_name=settings.tts.voice)
+    if settings.tts.first_clause_words:
+        speak_first_clause_early(tts, settings.tts.first_clause_words)
 
     vad = _vad_analyzer(settings, models)
     context = LLMContext()

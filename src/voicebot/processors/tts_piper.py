@@ -11,6 +11,8 @@ from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
+from voicebot.audio import trim_leading_silence
+
 if TYPE_CHECKING:
     from piper import PiperVoice
 
@@ -47,8 +49,16 @@ class PiperTTSService(TTSService):
 
     async def _chunks(self, text: str) -> AsyncIterator[bytes]:
         chunks: Iterator[Any] = iter(self._voice.synthesize(text))
+        rate = self._voice.config.sample_rate
+        leading = True
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            yield chunk.audio_int16_bytes
+            audio = chunk.audio_int16_bytes
+            if leading:
+                # Piper starts every utterance with ~40-50 ms of silence.
+                audio = trim_leading_silence(audio, rate)
+                leading = not audio
+            if audio:
+                yield audio
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Synthesise `text`, yielding audio frames as each Piper chunk is ready."""
