@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(transcribe)
 
+    say = commands.add_parser("say", help="text to speech with the configured TTS")
+    say.add_argument("text", help="what to say")
+    say.add_argument("--output", type=Path, help="write the audio here (WAV)")
+    say.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flag(say)
+
     gpu_info = commands.add_parser("gpu-info", help="the GPUs found and whether CUDA works")
     gpu_info.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -93,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_talk(args, _settings(args)))
         if args.command == "transcribe":
             return _transcribe(args, _settings(args))
+        if args.command == "say":
+            return asyncio.run(_say(args, _settings(args)))
         if args.command == "gpu-info":
             return _gpu_info(args)
         if args.command == "config":
@@ -141,6 +149,34 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
             f"[{result.duration_s:.2f} s of audio in {result.elapsed_ms:.0f} ms, "
             f"RTF {result.rtf:.3f}, {result.model} on {result.device}/{result.compute_type}]",
             file=sys.stderr,
+        )
+    return 0
+
+
+async def _say(args: argparse.Namespace, settings: Settings) -> int:
+    import soundfile as sf
+
+    from voicebot.model_files import check_tts
+    from voicebot.models import Voices
+    from voicebot.speak import speak
+
+    setup_logging("WARNING")
+    if not args.text.strip():
+        raise InputError("nothing to say: give a non-empty TEXT")
+    check_tts(settings)
+    result = await speak(settings, Voices.load(settings), args.text)
+    if not result.audio:
+        print("voicebot: the TTS produced no audio (see the log above)", file=sys.stderr)
+        return 1
+    if args.output:
+        sf.write(str(args.output), memoryview(result.audio).cast("h"), result.sample_rate)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{summary['audio_s']} s of audio from {summary['provider']} ({summary['voice']}), "
+            f"first audio after {summary['ttfb_ms']} ms, RTF {summary['rtf']}"
         )
     return 0
 

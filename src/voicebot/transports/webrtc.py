@@ -26,9 +26,9 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
-from voicebot.pipeline import output_sample_rate
 from voicebot.protocol import INPUT_SAMPLE_RATE
 from voicebot.session import run_session
+from voicebot.tts_factory import output_sample_rate
 
 ModelsGetter = Callable[[], SharedModels | None]
 
@@ -71,7 +71,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
                     audio_in_enabled=True,
                     audio_in_sample_rate=INPUT_SAMPLE_RATE,
                     audio_out_enabled=True,
-                    audio_out_sample_rate=output_sample_rate(models),
+                    audio_out_sample_rate=output_sample_rate(settings, models),
                 ),
             )
             # The prebuilt client speaks RTVI over the data channel, so RTVI stays on.

@@ -1,0 +1,1 @@
+"""Local servers that speak cloud providers' wire protocols, so our real client code runs."""
