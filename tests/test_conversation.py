@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from typing import Any
@@ -16,9 +17,12 @@ import pytest
 import soxr
 import websockets
 
+from tests.conftest import tweak
 from voicebot.client import run_turn
+from voicebot.config import FillerSettings, Settings
 from voicebot.local_server import LocalServer
-from voicebot.models import SharedModels
+from voicebot.models import SharedModels, Voices
+from voicebot.tts_factory import filler_audio
 
 
 def words(text: str) -> set[str]:
@@ -96,3 +100,32 @@ async def test_two_concurrent_sessions_share_one_set_of_models(
     assert set(keywords["week"]) <= words(second.transcript), second.transcript
     assert first.reply_audio_s > 0.5 and second.reply_audio_s > 0.5
     assert loads == [], f"a session loaded a model: {loads}"
+
+
+async def test_conversation_with_the_kokoro_voice(
+    settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
+) -> None:
+    kokoro = tweak(settings, tts={"provider": "kokoro"})
+    shared = dataclasses.replace(models, kokoro=Voices.load(kokoro).kokoro)
+    async with LocalServer(kokoro, models=shared) as server:
+        result = await run_turn(server.ws_url, question_pcm["capital"])
+    assert result.sample_rate == 24000  # Kokoro's own rate: no resampling on the way out
+    heard = words(transcribe(models, result.reply_audio, result.sample_rate))
+    assert result.reply_audio_s > 0.5 and len(heard & words(result.reply)) >= 2, result.reply
+
+
+@pytest.mark.parametrize(("after_ms", "expect_filler"), [(0, True), (20_000, False)])
+async def test_filler_phrase_only_when_the_llm_is_late(
+    settings: Settings,
+    models: SharedModels,
+    question_pcm: dict[str, np.ndarray],
+    after_ms: int,
+    expect_filler: bool,
+) -> None:
+    late = tweak(settings, tts={"filler": FillerSettings(enabled=True, after_ms=after_ms)})
+    shared = dataclasses.replace(models, filler=filler_audio(late, models))
+    async with LocalServer(late, models=shared) as server:
+        result = await run_turn(server.ws_url, question_pcm["week"])
+    heard = transcribe(models, result.reply_audio, result.sample_rate).lower()
+    assert heard.strip().startswith("let me check") is expect_filler, heard
+    assert "check" not in result.reply.lower()  # the filler is audio only, not part of the reply

@@ -64,6 +64,8 @@ class SharedModels:
     silero_session: onnxruntime.InferenceSession
     smart_turn_session: onnxruntime.InferenceSession | None
     llm_name: str = "llama.cpp"
+    # tts.filler.phrase, synthesised at start-up (None when the filler is off).
+    filler: bytes | None = None
     load_ms: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -88,7 +90,7 @@ class SharedModels:
             loaded[name] = loader()
             timings[name] = (time.perf_counter() - start) * 1000
             logger.bind(model=name, load_ms=round(timings[name])).info("model loaded")
-        return cls(
+        models = cls(
             stt=loaded["whisper"],
             llm=loaded["llm"],
             piper=loaded["piper"],
@@ -98,6 +100,10 @@ class SharedModels:
             llm_name=gguf.stem,
             load_ms=timings,
         )
+        from voicebot.tts_factory import filler_audio
+
+        models.filler = filler_audio(settings, models)
+        return models
 
     def warm(self) -> dict[str, float]:
         """Run each model once so the first real turn pays no allocation or compile costs."""

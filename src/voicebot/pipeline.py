@@ -24,6 +24,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
+from voicebot.processors.filler import LateReplyFiller
 from voicebot.processors.llm_llama_cpp import LlamaCppLLMService
 from voicebot.processors.stt_whisper import FasterWhisperSTTService
 from voicebot.processors.turn_smart import SharedSmartTurnAnalyzer
@@ -75,6 +76,17 @@ def build_worker(
         temperature=settings.llm.temperature,
     )
     tts = build_tts(settings, models)
+    filler = (
+        [
+            LateReplyFiller(
+                audio=models.filler,
+                sample_rate=output_sample_rate(settings, models),
+                after_s=settings.tts.filler.after_ms / 1000,
+            )
+        ]
+        if models.filler
+        else []
+    )
 
     vad = _vad_analyzer(settings, models)
     context = LLMContext()
@@ -91,6 +103,7 @@ def build_worker(
             stt,
             aggregators.user(),
             llm,
+            *filler,
             tts,
             transport.output(),
             aggregators.assistant(),

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+import soxr
+from loguru import logger
 from pipecat.services.tts_service import TTSService
 
+from voicebot.audio import trim_leading_silence
 from voicebot.config import Settings
 from voicebot.processors.text_clause import speak_first_clause_early
 from voicebot.processors.tts_fallback import FallbackTTSService
@@ -89,3 +93,33 @@ def build_tts(settings: Settings, models: Voices) -> TTSService:
     if settings.tts.first_clause_words:
         speak_first_clause_early(tts, settings.tts.first_clause_words)
     return tts
+
+
+def filler_audio(settings: Settings, voices: Voices) -> bytes | None:
+    """`tts.filler.phrase` spoken once by a local voice, at the pipeline's output rate."""
+    filler = settings.tts.filler
+    if not filler.enabled:
+        return None
+    local = [p for p in (settings.tts.provider, settings.tts.fallback) if p in ("piper", "kokoro")]
+    if not local:
+        logger.warning("tts.filler needs a local voice (piper or kokoro as provider or fallback)")
+        return None
+    if local[0] == "piper":
+        assert voices.piper is not None
+        rate = int(voices.piper.config.sample_rate)
+        pcm = b"".join(c.audio_int16_bytes for c in voices.piper.synthesize(filler.phrase))
+    else:
+        assert voices.kokoro is not None
+        k = settings.tts.kokoro
+        audio, rate = voices.kokoro.create(filler.phrase, voice=k.voice, lang=k.language)
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+    pcm = trim_leading_silence(pcm, rate)
+    target = output_sample_rate(settings, voices)
+    if rate != target:
+        samples = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768
+        pcm = (
+            (np.clip(soxr.resample(samples, rate, target), -1, 1) * 32767)
+            .astype(np.int16)
+            .tobytes()
+        )
+    return pcm
