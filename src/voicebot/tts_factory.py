@@ -56,7 +56,13 @@ def build_provider(provider: str, settings: Settings, models: Voices) -> TTSServ
         assert models.kokoro is not None
         k = tts.kokoro
         return SharedKokoroTTSService(
-            kokoro=models.kokoro, voice=k.voice, language=k.language, speed=k.speed
+            kokoro=models.kokoro,
+            voice=k.voice,
+            language=k.language,
+            speed=k.speed,
+            # On a CPU a long sentence takes Kokoro ~1.5 s; the default 3 s idle limit
+            # could end "bot speaking" between two slow sentences of one reply.
+            stop_frame_timeout_s=3.0 if tts.device == "cuda" else 6.0,
         )
     if provider == "edge":
         from voicebot.processors.tts_edge import EdgeTTSService
