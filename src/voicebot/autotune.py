@@ -163,6 +163,11 @@ def autotune(
         updates["llm"]["gpu_layers"] = layers
         decisions["llm.gpu_layers"] = why
 
+    if llm.transformers.device == AUTO:
+        device = "cuda" if gpu is not None else "cpu"
+        updates["llm"]["transformers"] = llm.transformers.model_copy(update={"device": device})
+        decisions["llm.transformers.device"] = f"{where}: transformers on {device}"
+
     tuned = settings.model_copy(
         update={
             section: getattr(settings, section).model_copy(update=values)

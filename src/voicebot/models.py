@@ -18,8 +18,10 @@ from voicebot.model_files import (
     find_whisper,
     kokoro_files,
     llm_model_file,
+    llm_providers,
     package_dir,
     piper_voice_file,
+    transformers_model_path,
     tts_providers,
     whisper_model_dir,
 )
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from kokoro_onnx import Kokoro
     from llama_cpp import Llama
     from piper import PiperVoice
+
+    from voicebot.processors.llm_transformers import TransformersModel
 
 
 def _cpu_threads(configured: int) -> int:
@@ -54,16 +58,36 @@ class Voices:
 
 
 @dataclass
+class LocalLLMModels:
+    """Just the local LLMs `llm.provider` / `llm.fallback` need (for `voicebot chat`)."""
+
+    llm: Llama | None
+    llm_name: str
+    transformers: TransformersModel | None
+
+    @classmethod
+    def load(cls, settings: Settings) -> LocalLLMModels:
+        llms = llm_providers(settings)
+        gguf = llm_model_file(settings) if "llama_cpp" in llms else None
+        return cls(
+            llm=_load_llama(settings, gguf) if gguf else None,
+            llm_name=gguf.stem if gguf else "",
+            transformers=_load_transformers(settings) if "transformers" in llms else None,
+        )
+
+
+@dataclass
 class SharedModels:
     """Every model a session needs, loaded once per process. Sessions only borrow them."""
 
     stt: WhisperEngine
-    llm: Llama
+    llm: Llama | None
     piper: PiperVoice | None
     kokoro: Kokoro | None
     silero_session: onnxruntime.InferenceSession
     smart_turn_session: onnxruntime.InferenceSession | None
     llm_name: str = "llama.cpp"
+    transformers: TransformersModel | None = None
     # tts.filler.phrase, synthesised at start-up (None when the filler is off).
     filler: bytes | None = None
     load_ms: dict[str, float] = field(default_factory=dict)
@@ -72,7 +96,8 @@ class SharedModels:
     def load(cls, settings: Settings) -> SharedModels:
         """Load every model named by resolved `settings`; ConfigError names what is missing."""
         check_models(settings)
-        gguf = llm_model_file(settings)
+        llms = llm_providers(settings)
+        gguf = llm_model_file(settings) if "llama_cpp" in llms else None
         providers = tts_providers(settings)
         on_gpu = settings.tts.device == "cuda"
 
@@ -81,7 +106,11 @@ class SharedModels:
         for name, loader in (
             ("silero", load_silero),
             ("whisper", lambda: load_stt_engine(settings, loaded["silero"])),
-            ("llm", lambda: _load_llama(settings, gguf)),
+            ("llm", lambda: _load_llama(settings, gguf) if gguf else None),
+            (
+                "transformers",
+                lambda: _load_transformers(settings) if "transformers" in llms else None,
+            ),
             ("piper", lambda: _load_piper(settings, on_gpu) if "piper" in providers else None),
             ("kokoro", lambda: _load_kokoro(settings, on_gpu) if "kokoro" in providers else None),
             ("smart_turn", lambda: _load_smart_turn() if settings.turn.smart_turn else None),
@@ -97,7 +126,8 @@ class SharedModels:
             kokoro=loaded["kokoro"],
             silero_session=loaded["silero"],
             smart_turn_session=loaded["smart_turn"],
-            llm_name=gguf.stem,
+            llm_name=gguf.stem if gguf else "",
+            transformers=loaded["transformers"],
             load_ms=timings,
         )
         from voicebot.tts_factory import filler_audio
@@ -113,12 +143,19 @@ class SharedModels:
         self.stt.warm()
         timings["whisper"] = (time.perf_counter() - start) * 1000
 
-        start = time.perf_counter()
-        for _ in self.llm.create_chat_completion(
-            messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True
-        ):
-            pass
-        timings["llm"] = (time.perf_counter() - start) * 1000
+        if self.llm is not None:
+            start = time.perf_counter()
+            for _ in self.llm.create_chat_completion(
+                messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True
+            ):
+                pass
+            timings["llm"] = (time.perf_counter() - start) * 1000
+        if self.transformers is not None:
+            start = time.perf_counter()
+            shared = self.transformers
+            inputs = shared.tokenizer("Hi", return_tensors="pt").to(shared.device)
+            shared.model.generate(**inputs, max_new_tokens=2, do_sample=False)
+            timings["transformers"] = (time.perf_counter() - start) * 1000
 
         if self.piper is not None:
             start = time.perf_counter()
@@ -198,6 +235,15 @@ def load_stt_engine(
         ),
         vad_session=vad_session,
         fallback=cpu_fallback if device == "cuda" else None,
+    )
+
+
+def _load_transformers(settings: Settings) -> TransformersModel:
+    from voicebot.processors.llm_transformers import TransformersModel
+
+    device = settings.llm.transformers.device
+    return TransformersModel.load(
+        transformers_model_path(settings), "cuda" if device == "cuda" else "cpu"
     )
 
 

@@ -23,9 +23,10 @@ from pipecat.turns.user_stop import (
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voicebot.config import Settings
+from voicebot.llm_factory import build_llm
 from voicebot.models import SharedModels
 from voicebot.processors.filler import LateReplyFiller
-from voicebot.processors.llm_llama_cpp import LlamaCppLLMService
+from voicebot.processors.history import HistoryLimiter
 from voicebot.processors.stt_whisper import FasterWhisperSTTService
 from voicebot.processors.turn_smart import SharedSmartTurnAnalyzer
 from voicebot.processors.vad_energy import EnergyVADAnalyzer
@@ -68,12 +69,9 @@ def build_worker(
 ) -> PipelineWorker:
     """One conversation: transport -> STT -> context -> LLM -> TTS -> transport."""
     stt = FasterWhisperSTTService(engine=models.stt, language=settings.stt.language)
-    llm = LlamaCppLLMService(
-        llama=models.llm,
-        model_name=models.llm_name,
-        system_instruction=settings.llm.system_prompt,
-        max_tokens=settings.llm.max_tokens,
-        temperature=settings.llm.temperature,
+    llm = build_llm(settings, models)
+    history = HistoryLimiter(
+        max_turns=settings.llm.max_history_turns, max_tokens=settings.llm.max_history_tokens
     )
     tts = build_tts(settings, models)
     filler = (
@@ -102,6 +100,7 @@ def build_worker(
             transport.input(),
             stt,
             aggregators.user(),
+            history,
             llm,
             *filler,
             tts,

@@ -94,7 +94,7 @@ class LlamaCppLLMService(LLMService[OpenAILLMAdapter]):
             await self.push_frame(LLMFullResponseStartFrame())
             await self.start_processing_metrics()
             try:
-                await self._stream_reply(frame.context)
+                await self._process_context(frame.context)
             except Exception as e:
                 await self.push_error(error_msg=f"llama.cpp completion failed: {e}", exception=e)
             finally:
@@ -119,7 +119,7 @@ class LlamaCppLLMService(LLMService[OpenAILLMAdapter]):
             messages.append({"role": message["role"], "content": content})
         return messages
 
-    async def _stream_reply(self, context: LLMContext) -> None:
+    async def _process_context(self, context: LLMContext) -> None:
         messages = await self._messages(context)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()

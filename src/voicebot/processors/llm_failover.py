@@ -1,0 +1,125 @@
+"""An LLM stage that answers each turn with a primary provider and, if it fails, a fallback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    StartFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
+from pipecat.services.llm_service import LLMService
+from pipecat.services.settings import LLMSettings
+
+
+class FailoverLLMService(LLMService[Any]):
+    """Each turn goes to `primary`; if it fails before its first word (429, 5xx, timeout,
+    refused connection, anything), the same context is answered by `fallback` in the
+    same turn. After a failure the primary is skipped for `cooldown_s`, then tried again.
+
+    Both providers are ordinary Pipecat LLM services owned by this one: it sets them up,
+    starts and stops them with itself, and runs their `_process_context` with their
+    output relayed through itself, so interruptions cancel whichever is answering.
+    """
+
+    def __init__(
+        self,
+        *,
+        primary: LLMService[Any],
+        fallback: LLMService[Any],
+        cooldown_s: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(settings=LLMSettings(model=None), **kwargs)
+        self._primary = primary
+        self._fallback = fallback
+        self._cooldown_s = cooldown_s
+        self._primary_resting_until = 0.0
+        self.failovers = 0
+        self.answered_by: LLMService[Any] | None = None
+        for service in self.providers:
+            service.push_frame = self._relay(service)  # type: ignore[method-assign]
+
+    @property
+    def providers(self) -> tuple[LLMService[Any], LLMService[Any]]:
+        return self._primary, self._fallback
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    def _relay(self, service: LLMService[Any]) -> Any:
+        async def push(frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM) -> None:
+            if isinstance(frame, LLMTextFrame):
+                self._spoke = True
+            await self.push_frame(frame, direction)
+
+        return push
+
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
+        await super().setup(setup)
+        for service in self.providers:
+            await service.setup(setup)
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        for service in self.providers:
+            await service.start(frame)
+
+    async def stop(self, frame: EndFrame) -> None:
+        for service in self.providers:
+            await service.stop(frame)
+        await super().stop(frame)
+
+    async def cancel(self, frame: CancelFrame) -> None:
+        for service in self.providers:
+            await service.cancel(frame)
+        await super().cancel(frame)
+
+    async def cleanup(self) -> None:
+        for service in self.providers:
+            await service.cleanup()
+        await super().cleanup()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if not isinstance(frame, LLMContextFrame):
+            await self.push_frame(frame, direction)
+            return
+        await self.push_frame(LLMFullResponseStartFrame())
+        try:
+            await self._answer(frame)
+        finally:
+            await self.push_frame(LLMFullResponseEndFrame())
+
+    async def _answer(self, frame: LLMContextFrame) -> None:
+        order = list(self.providers)
+        if time.monotonic() < self._primary_resting_until:
+            order = [self._fallback]
+        for service in order:
+            self._spoke = False
+            self.answered_by = service
+            try:
+                await service._process_context(frame.context)  # type: ignore[attr-defined]
+                return
+            except Exception as e:  # any failure of one provider is a reason to try the next
+                reason = f"{type(e).__name__}: {e}"
+                if self._spoke:
+                    await self.push_error(error_msg=f"{service.name} failed mid-reply: {reason}")
+                    return
+                if service is self._primary:
+                    self._primary_resting_until = time.monotonic() + self._cooldown_s
+                    self.failovers += 1
+                    logger.bind(
+                        primary=service.name, fallback=self._fallback.name, reason=reason
+                    ).warning("LLM primary failed: the fallback answers this turn")
+                    continue
+                await self.push_error(error_msg=f"LLM failed ({service.name}): {reason}")
