@@ -23,6 +23,7 @@ def test_talk_json_reports_one_sane_turn(question_wavs: dict[str, Path], tmp_pat
     assert 0 < report["turn_latency_ms"] < 10_000
     for stage in ("stt_ms", "llm_ttft_ms", "tts_ttfb_ms"):
         assert 0 < report["stages"][stage] < 5_000, report["stages"]
+    assert report["stages"]["llm_tokens_per_s"] > 0
     # The stage times are parts of the turn, so none can exceed it.
     assert report["stages"]["stt_ms"] < report["turn_latency_ms"]
 

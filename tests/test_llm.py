@@ -217,3 +217,8 @@ def test_groq_without_a_key_is_a_start_up_error() -> None:
         "chat", "Hi", env={"VOICEBOT_LLM__PROVIDER": "groq", "GROQ_API_KEY": ""}, timeout=60
     )
     assert done.returncode == 2 and "GROQ_API_KEY" in done.stderr
+
+
+def test_history_budget_must_fit_the_context_window() -> None:
+    done = run_voicebot("chat", "Hi", env={"VOICEBOT_LLM__N_CTX": "1024"}, timeout=60)
+    assert done.returncode == 2 and "exceed llm.n_ctx (1024)" in done.stderr

@@ -174,6 +174,8 @@ def _result(receiver: _Receiver, sample_rate: int) -> TurnResult:
             stages.setdefault("stt_ms", event["processing_ms"])
         elif stage == "llm" and "ttfb_ms" in event:
             stages.setdefault("llm_ttft_ms", event["ttfb_ms"])
+        elif stage == "llm" and "tokens_per_s" in event:
+            stages.setdefault("llm_tokens_per_s", event["tokens_per_s"])
         elif stage == "tts" and "ttfb_ms" in event:
             stages.setdefault("tts_ttfb_ms", event["ttfb_ms"])
     latency = None

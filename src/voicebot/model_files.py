@@ -274,6 +274,14 @@ def check_llm(settings: Settings) -> None:
     llms = llm_providers(settings)
     if "llama_cpp" in llms:
         llm_model_file(settings)
+        llm = settings.llm
+        # The history budget, the reply and the system prompt must fit the window together.
+        if llm.max_history_tokens + llm.max_tokens + 256 > llm.n_ctx:
+            raise ConfigError(
+                f"llm.max_history_tokens ({llm.max_history_tokens}) + llm.max_tokens "
+                f"({llm.max_tokens}) + 256 for the system prompt exceed llm.n_ctx ({llm.n_ctx}); "
+                "raise llm.n_ctx or lower the others"
+            )
     if "transformers" in llms:
         transformers_model_path(settings)
     key = settings.secrets.groq_api_key

@@ -21,7 +21,7 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 
-from voicebot.processors.stt_whisper import RTFMetricsData
+from voicebot.observability.metrics_data import RTFMetricsData, TokensPerSecondMetricsData
 from voicebot.protocol import error_event
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
@@ -84,6 +84,8 @@ class ProtocolEventObserver(BaseObserver):
                 values["processing_ms"] = round(item.value * 1000, 1)
             elif isinstance(item, RTFMetricsData):
                 values["rtf"] = item.value
+            elif isinstance(item, TokensPerSecondMetricsData):
+                values["tokens_per_s"] = item.value
         if not values:
             return None
         return {"type": "metrics", "stage": stage, **values}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,6 +21,7 @@ from pipecat.frames.frames import (
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
+    MetricsFrame,
 )
 from pipecat.metrics.metrics import LLMTokenUsage
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -27,6 +29,8 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 from pipecat.utils.types import assert_given
+
+from voicebot.observability.metrics_data import TokensPerSecondMetricsData
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -87,6 +91,16 @@ class LlamaCppLLMService(LLMService[OpenAILLMAdapter]):
 
     def can_generate_metrics(self) -> bool:
         return True
+
+    async def _report_speed(self, first: float | None, tokens: int) -> None:
+        elapsed = time.perf_counter() - first if first is not None else 0.0
+        if tokens > 1 and elapsed > 0:
+            speed = TokensPerSecondMetricsData(
+                processor=self.name,
+                model=self._settings.model,
+                value=round((tokens - 1) / elapsed, 1),
+            )
+            await self.push_frame(MetricsFrame(data=[speed]))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -152,16 +166,20 @@ class LlamaCppLLMService(LLMService[OpenAILLMAdapter]):
 
         await self.start_ttfb_metrics()
         worker = loop.run_in_executor(None, generate)
+        first: float | None = None
         try:
             while (item := await queue.get()) is not _END:
                 if isinstance(item, Exception):
                     raise item
-                await self.stop_ttfb_metrics()
+                if first is None:
+                    first = time.perf_counter()
+                    await self.stop_ttfb_metrics()
                 await self._push_llm_text(item)
         finally:
             stop.set()
         tokens = await worker
         logger.bind(llm_tokens=tokens).debug("llama.cpp reply streamed")
+        await self._report_speed(first, tokens)
         await self.start_llm_usage_metrics(
             LLMTokenUsage(prompt_tokens=0, completion_tokens=tokens, total_tokens=tokens)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ from pipecat.frames.frames import (
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
+    MetricsFrame,
 )
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 from pipecat.utils.types import assert_given
+
+from voicebot.observability.metrics_data import TokensPerSecondMetricsData
 
 _END = object()
 
@@ -176,13 +180,22 @@ class TransformersLLMService(LLMService[OpenAILLMAdapter]):
 
         await self.start_ttfb_metrics()
         task = loop.run_in_executor(None, generate)
+        first: float | None = None
         try:
             while (item := await queue.get()) is not _END:
                 if isinstance(item, Exception):
                     raise item
-                await self.stop_ttfb_metrics()
+                if first is None:
+                    first = time.perf_counter()
+                    await self.stop_ttfb_metrics()
                 await self._push_llm_text(item)
         finally:
             stop.set()
         pieces = await task
         logger.bind(pieces=pieces).debug("transformers reply streamed")
+        elapsed = time.perf_counter() - first if first is not None else 0.0
+        if pieces > 1 and elapsed > 0:
+            speed = TokensPerSecondMetricsData(
+                processor=self.name, model=self._shared.name, value=round((pieces - 1) / elapsed, 1)
+            )
+            await self.push_frame(MetricsFrame(data=[speed]))

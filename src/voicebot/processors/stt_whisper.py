@@ -8,18 +8,12 @@ from typing import Any
 import numpy as np
 from loguru import logger
 from pipecat.frames.frames import Frame, MetricsFrame, TranscriptionFrame
-from pipecat.metrics.metrics import MetricsData
 from pipecat.services.whisper.stt import WhisperSTTService, WhisperSTTSettings
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
+from voicebot.observability.metrics_data import RTFMetricsData
 from voicebot.stt_engine import WhisperEngine
-
-
-class RTFMetricsData(MetricsData):
-    """Real-time factor of one utterance: processing seconds per second of audio."""
-
-    value: float
 
 
 class FasterWhisperSTTService(WhisperSTTService):

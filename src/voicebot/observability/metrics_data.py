@@ -1,0 +1,17 @@
+"""Metrics Pipecat has no type for, carried in ordinary MetricsFrames."""
+
+from __future__ import annotations
+
+from pipecat.metrics.metrics import MetricsData
+
+
+class RTFMetricsData(MetricsData):
+    """Real-time factor of one utterance: processing seconds per second of audio."""
+
+    value: float
+
+
+class TokensPerSecondMetricsData(MetricsData):
+    """LLM decoding speed of one reply, from its first token to its last."""
+
+    value: float
