@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+import edge_tts
 import faster_whisper
 import llama_cpp
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import soxr
 import websockets
 
-from tests.conftest import tweak
+from tests.conftest import free_port, tweak
 from voicebot.client import run_turn
 from voicebot.config import FillerSettings, Settings
 from voicebot.local_server import LocalServer
@@ -129,3 +130,25 @@ async def test_filler_phrase_only_when_the_llm_is_late(
     heard = transcribe(models, result.reply_audio, result.sample_rate).lower()
     assert heard.strip().startswith("let me check") is expect_filler, heard
     assert "check" not in result.reply.lower()  # the filler is audio only, not part of the reply
+
+
+async def test_a_tts_fallback_is_reported_to_the_client(
+    settings: Settings,
+    models: SharedModels,
+    question_pcm: dict[str, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Edge "down": nothing listens where its client connects.
+    monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"ws://127.0.0.1:{free_port()}/edge?x=1")
+    edge_down = tweak(settings, tts={"provider": "edge", "fallback": "piper"})
+    async with LocalServer(edge_down, models=models) as server:
+        result = await run_turn(server.ws_url, question_pcm["week"])
+    assert result.reply_audio_s > 0.5  # the user still hears the answer
+    counts = [
+        e["fallbacks"] for e in result.events if e.get("type") == "metrics" and "fallbacks" in e
+    ]
+    assert (
+        counts
+        and counts[0] == 1
+        and all(e.get("stage") == "tts" for e in result.events if "fallbacks" in e)
+    )

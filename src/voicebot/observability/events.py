@@ -21,7 +21,11 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 
-from voicebot.observability.metrics_data import RTFMetricsData, TokensPerSecondMetricsData
+from voicebot.observability.metrics_data import (
+    FallbackMetricsData,
+    RTFMetricsData,
+    TokensPerSecondMetricsData,
+)
 from voicebot.protocol import error_event
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
@@ -86,6 +90,8 @@ class ProtocolEventObserver(BaseObserver):
                 values["rtf"] = item.value
             elif isinstance(item, TokensPerSecondMetricsData):
                 values["tokens_per_s"] = item.value
+            elif isinstance(item, FallbackMetricsData):
+                values["fallbacks"] = item.value
         if not values:
             return None
         return {"type": "metrics", "stage": stage, **values}

@@ -15,3 +15,9 @@ class TokensPerSecondMetricsData(MetricsData):
     """LLM decoding speed of one reply, from its first token to its last."""
 
     value: float
+
+
+class FallbackMetricsData(MetricsData):
+    """A stage's primary provider failed and its fallback took over; `value` counts them."""
+
+    value: int

@@ -14,11 +14,14 @@ from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
+    MetricsFrame,
     StartFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
+
+from voicebot.observability.metrics_data import FallbackMetricsData
 
 
 class FailoverLLMService(LLMService[Any]):
@@ -118,6 +121,8 @@ class FailoverLLMService(LLMService[Any]):
                 if service is self._primary:
                     self._primary_resting_until = time.monotonic() + self._cooldown_s
                     self.failovers += 1
+                    count = FallbackMetricsData(processor=self.name, value=self.failovers)
+                    await self.push_frame(MetricsFrame(data=[count]))
                     logger.bind(
                         primary=service.name, fallback=self._fallback.name, reason=reason
                     ).warning("LLM primary failed: the fallback answers this turn")

@@ -12,6 +12,7 @@ from pipecat.frames.frames import (
     EndFrame,
     ErrorFrame,
     Frame,
+    MetricsFrame,
     StartFrame,
     TTSAudioRawFrame,
 )
@@ -20,6 +21,7 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
 from voicebot.errors import ProviderError
+from voicebot.observability.metrics_data import FallbackMetricsData
 
 
 class FallbackTTSService(TTSService):
@@ -115,6 +117,8 @@ class FallbackTTSService(TTSService):
                 )
                 return
             self.fallbacks += 1
+            count = FallbackMetricsData(processor=self.name, value=self.fallbacks)
+            await self.push_frame(MetricsFrame(data=[count]))
             logger.bind(
                 primary=self._primary.name, fallback=self._fallback.name, reason=reason
             ).warning("TTS primary failed: speaking with the fallback")
