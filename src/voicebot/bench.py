@@ -20,6 +20,15 @@ from voicebot.local_server import LocalServer
 from voicebot.samples import QUESTIONS, synthesise_questions
 
 
+def report_header(benchmark: str) -> dict[str, Any]:
+    """The fields every benchmark report starts with: what, when, and on what machine."""
+    return {
+        "benchmark": benchmark,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+    }
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     cpu_model = platform.processor()
@@ -40,7 +49,8 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_report(path: Path, data: dict[str, Any]) -> None:
+    """Write a benchmark's JSON report, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
 
@@ -103,9 +113,7 @@ async def run_turn_bench(settings: Settings, turns: int, output: Path, url: str 
             "note": "server and client share this process",
         }
     report = {
-        "benchmark": "turn",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        **report_header("turn"),
         "config": {
             "stt": settings.stt.model,
             "llm": settings.llm.model_path.name
@@ -117,6 +125,6 @@ async def run_turn_bench(settings: Settings, turns: int, output: Path, url: str 
         "server_process": server_process,
         "turns": results,
     }
-    await asyncio.to_thread(_write_json, output, report)
+    await asyncio.to_thread(write_report, output, report)
     print(json.dumps(report["summary"], indent=2))
     return 0

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voicebot.bench import machine
+from voicebot.bench import report_header, write_report
 from voicebot.chat import chat
 from voicebot.config import Settings
 from voicebot.models import LocalLLMModels
@@ -69,9 +69,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         print(json.dumps({provider: results[provider]}), flush=True)
     return {
-        "benchmark": "llm",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        **report_header("llm"),
         "device": args.device,
         "note": "pieces: streamed text chunks; one llama.cpp chunk is one token",
         "backends": results,
@@ -87,8 +85,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench-results/llm.json"))
     args = parser.parse_args()
     report = asyncio.run(run(args))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
+    write_report(args.output, report)
     print(f"wrote {args.output}")
 
 

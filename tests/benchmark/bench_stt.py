@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from voicebot.bench import machine
+from voicebot.bench import report_header, write_report
 from voicebot.client import load_pcm16k
 from voicebot.config import Settings
 from voicebot.models import load_silero, load_stt_engine
@@ -134,9 +134,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         entry["rtf_median"] = statistics.median(row["rtf"] for row in entry["latency_by_length"])
         results[model] = entry
     return {
-        "benchmark": "stt",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        **report_header("stt"),
         "repeats": args.repeats,
         "models": results,
     }
@@ -154,8 +152,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench-results/stt.json"))
     args = parser.parse_args()
     report = asyncio.run(run(args))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
+    write_report(args.output, report)
     print(f"wrote {args.output}")
 
 

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import soxr
 
 from tests.servers.edge import edge_server
-from voicebot.bench import machine
+from voicebot.bench import report_header, write_report
 from voicebot.config import Settings
 from voicebot.models import Voices
 from voicebot.speak import speak
@@ -74,9 +73,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["edge (local stand-in)"] = await measure(settings, Voices(None, None), args.repeats)
 
     return {
-        "benchmark": "tts",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        **report_header("tts"),
         "device": args.device,
         "repeats": args.repeats,
         "providers": results,
@@ -92,8 +89,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench-results/tts.json"))
     args = parser.parse_args()
     report = asyncio.run(run(args))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
+    write_report(args.output, report)
     print(f"wrote {args.output}")
 
 

@@ -7,24 +7,22 @@ from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
-    CancelFrame,
-    EndFrame,
     Frame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
     MetricsFrame,
-    StartFrame,
 )
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 
 from voicebot.observability.metrics_data import FallbackMetricsData
+from voicebot.processors.provider_owner import ProviderOwner
 
 
-class FailoverLLMService(LLMService[Any]):
+class FailoverLLMService(ProviderOwner, LLMService[Any]):  # type: ignore[misc]
     """Each turn goes to `primary`; if it fails before its first word (429, 5xx, timeout,
     refused connection, anything), the same context is answered by `fallback` in the
     same turn. After a failure the primary is skipped for `cooldown_s`, then tried again.
@@ -66,31 +64,6 @@ class FailoverLLMService(LLMService[Any]):
             await self.push_frame(frame, direction)
 
         return push
-
-    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
-        await super().setup(setup)
-        for service in self.providers:
-            await service.setup(setup)
-
-    async def start(self, frame: StartFrame) -> None:
-        await super().start(frame)
-        for service in self.providers:
-            await service.start(frame)
-
-    async def stop(self, frame: EndFrame) -> None:
-        for service in self.providers:
-            await service.stop(frame)
-        await super().stop(frame)
-
-    async def cancel(self, frame: CancelFrame) -> None:
-        for service in self.providers:
-            await service.cancel(frame)
-        await super().cancel(frame)
-
-    async def cleanup(self) -> None:
-        for service in self.providers:
-            await service.cleanup()
-        await super().cleanup()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)

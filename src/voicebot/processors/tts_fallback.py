@@ -8,23 +8,20 @@ from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
-    CancelFrame,
-    EndFrame,
     ErrorFrame,
     Frame,
     MetricsFrame,
-    StartFrame,
     TTSAudioRawFrame,
 )
-from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
 from voicebot.errors import ProviderError
 from voicebot.observability.metrics_data import FallbackMetricsData
+from voicebot.processors.provider_owner import ProviderOwner
 
 
-class FallbackTTSService(TTSService):
+class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
     """Each sentence goes to `primary`; if it errors, or has produced no audio within
     `first_audio_timeout_s`, the same sentence is spoken by `fallback` in the same turn.
 
@@ -61,31 +58,6 @@ class FallbackTTSService(TTSService):
 
     def can_generate_metrics(self) -> bool:
         return True
-
-    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
-        await super().setup(setup)
-        for service in self.providers:
-            await service.setup(setup)
-
-    async def start(self, frame: StartFrame) -> None:
-        await super().start(frame)
-        for service in self.providers:
-            await service.start(frame)
-
-    async def stop(self, frame: EndFrame) -> None:
-        for service in self.providers:
-            await service.stop(frame)
-        await super().stop(frame)
-
-    async def cancel(self, frame: CancelFrame) -> None:
-        for service in self.providers:
-            await service.cancel(frame)
-        await super().cancel(frame)
-
-    async def cleanup(self) -> None:
-        for service in self.providers:
-            await service.cleanup()
-        await super().cleanup()
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Speak `text` with the primary, or with the fallback if the primary cannot."""
