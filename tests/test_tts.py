@@ -363,3 +363,19 @@ def test_say_reports_which_provider_spoke(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["provider"] == "piper"
+
+
+def test_a_provider_that_is_not_installed_is_a_start_up_error(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from voicebot.errors import ConfigError
+    from voicebot.model_files import check_tts
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "edge_tts" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'voicebot\[edge\]'"):
+        check_tts(tweak(settings, tts={"provider": "edge"}))

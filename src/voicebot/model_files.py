@@ -269,9 +269,30 @@ def check_models(settings: Settings) -> None:
     check_tts(settings)
 
 
+# What each provider imports, and the extra that installs it.
+_PROVIDER_MODULES = {
+    "llama_cpp": ("llama_cpp", "llama-cpp"),
+    "transformers": ("transformers", "transformers"),
+    "kokoro": ("kokoro_onnx", "kokoro"),
+    "piper": ("piper", "piper"),
+    "edge": ("edge_tts", "edge"),
+    "azure": ("azure.cognitiveservices.speech", "azure"),
+}
+
+
+def _check_installed(stage: str, providers: set[str]) -> None:
+    for provider in sorted(providers):
+        module, extra = _PROVIDER_MODULES.get(provider, ("", ""))
+        if module and importlib.util.find_spec(module.split(".")[0]) is None:
+            raise ConfigError(
+                f"{stage} uses {provider} but it is not installed: pip install 'voicebot[{extra}]'"
+            )
+
+
 def check_llm(settings: Settings) -> None:
-    """Raise ConfigError unless the LLM providers' models and keys are all here."""
+    """Raise ConfigError unless the LLM providers' packages, models and keys are all here."""
     llms = llm_providers(settings)
+    _check_installed("llm", llms)
     if "llama_cpp" in llms:
         llm_model_file(settings)
         llm = settings.llm
@@ -292,6 +313,7 @@ def check_llm(settings: Settings) -> None:
 def check_tts(settings: Settings) -> None:
     """Raise ConfigError unless the TTS providers' voices and keys are all here."""
     providers = tts_providers(settings)
+    _check_installed("tts", providers)
     if "piper" in providers:
         piper_voice_file(settings)
     if "kokoro" in providers:
