@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,33 @@ def _cpu_threads(configured: int) -> int:
     return configured or max(1, os.cpu_count() or 1)
 
 
+Loader = Callable[[], Any]
+
+
+def _llm_loaders(settings: Settings) -> dict[str, Loader]:
+    """Loaders for the local LLMs `llm.provider` / `llm.fallback` use (None for the others)."""
+    llms = llm_providers(settings)
+    gguf = llm_model_file(settings) if "llama_cpp" in llms else None
+    return {
+        "llm": lambda: _load_llama(settings, gguf) if gguf else None,
+        "transformers": lambda: _load_transformers(settings) if "transformers" in llms else None,
+    }
+
+
+def _voice_loaders(settings: Settings) -> dict[str, Loader]:
+    """Loaders for the local voices `tts.provider` / `tts.fallback` use (None for the others)."""
+    providers = tts_providers(settings)
+    on_gpu = settings.tts.device == "cuda"
+    return {
+        "piper": lambda: _load_piper(settings, on_gpu) if "piper" in providers else None,
+        "kokoro": lambda: _load_kokoro(settings, on_gpu) if "kokoro" in providers else None,
+    }
+
+
+def _llm_name(settings: Settings) -> str:
+    return llm_model_file(settings).stem if "llama_cpp" in llm_providers(settings) else ""
+
+
 @dataclass
 class Voices:
     """Just the local TTS voices `tts.provider` / `tts.fallback` need (for `voicebot say`)."""
@@ -49,12 +77,7 @@ class Voices:
 
     @classmethod
     def load(cls, settings: Settings) -> Voices:
-        providers = tts_providers(settings)
-        on_gpu = settings.tts.device == "cuda"
-        return cls(
-            piper=_load_piper(settings, on_gpu) if "piper" in providers else None,
-            kokoro=_load_kokoro(settings, on_gpu) if "kokoro" in providers else None,
-        )
+        return cls(**{name: load() for name, load in _voice_loaders(settings).items()})
 
 
 @dataclass
@@ -67,13 +90,8 @@ class LocalLLMModels:
 
     @classmethod
     def load(cls, settings: Settings) -> LocalLLMModels:
-        llms = llm_providers(settings)
-        gguf = llm_model_file(settings) if "llama_cpp" in llms else None
-        return cls(
-            llm=_load_llama(settings, gguf) if gguf else None,
-            llm_name=gguf.stem if gguf else "",
-            transformers=_load_transformers(settings) if "transformers" in llms else None,
-        )
+        loaded = {name: load() for name, load in _llm_loaders(settings).items()}
+        return cls(llm_name=_llm_name(settings), **loaded)
 
 
 @dataclass
@@ -96,25 +114,16 @@ class SharedModels:
     def load(cls, settings: Settings) -> SharedModels:
         """Load every model named by resolved `settings`; ConfigError names what is missing."""
         check_models(settings)
-        llms = llm_providers(settings)
-        gguf = llm_model_file(settings) if "llama_cpp" in llms else None
-        providers = tts_providers(settings)
-        on_gpu = settings.tts.device == "cuda"
-
         timings: dict[str, float] = {}
         loaded: dict[str, Any] = {}
-        for name, loader in (
-            ("silero", load_silero),
-            ("whisper", lambda: load_stt_engine(settings, loaded["silero"])),
-            ("llm", lambda: _load_llama(settings, gguf) if gguf else None),
-            (
-                "transformers",
-                lambda: _load_transformers(settings) if "transformers" in llms else None,
-            ),
-            ("piper", lambda: _load_piper(settings, on_gpu) if "piper" in providers else None),
-            ("kokoro", lambda: _load_kokoro(settings, on_gpu) if "kokoro" in providers else None),
-            ("smart_turn", lambda: _load_smart_turn() if settings.turn.smart_turn else None),
-        ):
+        loaders: dict[str, Loader] = {
+            "silero": load_silero,
+            "whisper": lambda: load_stt_engine(settings, loaded["silero"]),
+            **_llm_loaders(settings),
+            **_voice_loaders(settings),
+            "smart_turn": lambda: _load_smart_turn() if settings.turn.smart_turn else None,
+        }
+        for name, loader in loaders.items():
             start = time.perf_counter()
             loaded[name] = loader()
             timings[name] = (time.perf_counter() - start) * 1000
@@ -126,7 +135,7 @@ class SharedModels:
             kokoro=loaded["kokoro"],
             silero_session=loaded["silero"],
             smart_turn_session=loaded["smart_turn"],
-            llm_name=gguf.stem if gguf else "",
+            llm_name=_llm_name(settings),
             transformers=loaded["transformers"],
             load_ms=timings,
         )
