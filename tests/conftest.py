@@ -19,11 +19,11 @@ import pytest
 
 from tests import nvml_readings as cards
 from voicebot.autotune import resolve
-from voicebot.client import load_pcm16k
 from voicebot.config import Settings, load_settings
-from voicebot.local_server import LocalServer
 from voicebot.models import SharedModels
-from voicebot.samples import QUESTIONS, synthesise_questions
+from voicebot.tools.client import load_pcm16k
+from voicebot.tools.local_server import LocalServer
+from voicebot.tools.samples import QUESTIONS, synthesise_questions
 
 REPO = Path(__file__).resolve().parent.parent
 VOICEBOT = str(Path(sys.executable).with_name("voicebot"))

@@ -38,7 +38,7 @@ def tuned(
         "stt.compute_type": values["stt"]["compute_type"],
         "stt.batch_size": values["stt"]["batch_size"],
         "tts.device": values["tts"]["device"],
-        "llm.gpu_layers": values["llm"]["gpu_layers"],
+        "llm.llama_cpp.gpu_layers": values["llm"]["llama_cpp"]["gpu_layers"],
     }
     return flat, result.decisions
 
@@ -65,7 +65,9 @@ def test_decisions_for_real_cards(
     assert values["stt.model"] == model
     assert values["stt.compute_type"] == compute_type
     assert values["stt.batch_size"] == batch
-    assert values["llm.gpu_layers"] == -1  # the 93 MiB GGUF fits beside STT/TTS everywhere
+    assert (
+        values["llm.llama_cpp.gpu_layers"] == -1
+    )  # the 93 MiB GGUF fits beside STT/TTS everywhere
     assert values["tts.device"] == "cpu"  # Piper: only Kokoro uses the GPU
     assert card.name in reasons["stt.model"]
 
@@ -79,7 +81,7 @@ def test_no_gpu_gives_the_cpu_profile() -> None:
         "stt.compute_type": "int8",
         "stt.batch_size": 1,
         "tts.device": "cpu",
-        "llm.gpu_layers": 0,
+        "llm.llama_cpp.gpu_layers": 0,
     }
     assert "no NVIDIA GPU" in reasons["stt.device"]
     # ... which is exactly the shipped CPU profile.
@@ -105,8 +107,8 @@ def test_kokoro_goes_to_the_gpu_and_a_big_gguf_stays_off_a_small_one(fake_nvml: 
     report = report_for(fake_nvml, cards.T4)
     result = autotune(settings, report, llm_file_mib=14_000)
     assert result.settings.tts.device == "cuda"
-    assert result.settings.llm.gpu_layers == 0
-    assert "does not fit" in result.decisions["llm.gpu_layers"]
+    assert result.settings.llm.llama_cpp.gpu_layers == 0
+    assert "does not fit" in result.decisions["llm.llama_cpp.gpu_layers"]
 
 
 def test_missing_big_model_falls_back_to_what_is_on_disk(fake_nvml: Any) -> None:

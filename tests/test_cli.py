@@ -20,9 +20,10 @@ def test_talk_json_reports_one_sane_turn(question_wavs: dict[str, Path], tmp_pat
     assert {"transcript", "reply", "reply_audio_s", "turn_latency_ms", "stages"} <= report.keys()
     assert {"days", "week"} <= set(re.findall(r"[a-z]+", report["transcript"].lower()))
     assert report["reply"]
-    assert 0 < report["turn_latency_ms"] < 10_000
+    # Sanity bounds only (a busy CI machine is slow): latency is measured by benchmarks.
+    assert 0 < report["turn_latency_ms"] < 60_000
     for stage in ("stt_ms", "llm_ttft_ms", "tts_ttfb_ms"):
-        assert 0 < report["stages"][stage] < 5_000, report["stages"]
+        assert 0 < report["stages"][stage] < 30_000, report["stages"]
     assert report["stages"]["llm_tokens_per_s"] > 0
     # The stage times are parts of the turn, so none can exceed it.
     assert report["stages"]["stt_ms"] < report["turn_latency_ms"]
@@ -43,10 +44,20 @@ def test_talk_on_a_file_that_is_not_audio(tmp_path: Path) -> None:
 
 def test_serve_with_missing_model_names_the_setting() -> None:
     done = run_voicebot(
-        "serve", env={"VOICEBOT_LLM__MODEL_PATH": "/nonexistent/model.gguf"}, timeout=60
+        "serve", env={"VOICEBOT_LLM__LLAMA_CPP__MODEL_PATH": "/nonexistent/model.gguf"}, timeout=60
     )
     assert done.returncode == 2
-    assert "llm.model_path=/nonexistent/model.gguf does not exist" in done.stderr
+    assert "llm.llama_cpp.model_path=/nonexistent/model.gguf does not exist" in done.stderr
+
+
+def test_a_key_that_moved_names_its_new_place(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text("llm:\n  n_ctx: 4096\ntts:\n  voice: en_US-joe-medium\n")
+    done = run_voicebot("serve", "--config", str(old), env={"VOICEBOT_LLM__COOLDOWN_S": "5"})
+    assert done.returncode == 2
+    assert f"llm.n_ctx in {old} has moved: use llm.llama_cpp.n_ctx" in done.stderr
+    assert "tts.voice in" in done.stderr and "use tts.piper.voice" in done.stderr
+    assert "VOICEBOT_LLM__COOLDOWN_S has moved: use VOICEBOT_LLM__COOLDOWN_SECS" in done.stderr
 
 
 def test_serve_with_unbundled_whisper_model_names_the_setting() -> None:

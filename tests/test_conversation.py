@@ -19,11 +19,11 @@ import soxr
 import websockets
 
 from tests.conftest import free_port, tweak
-from voicebot.client import run_turn
 from voicebot.config import FillerSettings, Settings
-from voicebot.local_server import LocalServer
-from voicebot.models import SharedModels, Voices
-from voicebot.tts_factory import filler_audio
+from voicebot.models import SharedModels
+from voicebot.providers.tts.stage import filler_audio
+from voicebot.tools.client import run_turn
+from voicebot.tools.local_server import LocalServer
 
 
 def words(text: str) -> set[str]:
@@ -107,7 +107,8 @@ async def test_conversation_with_the_kokoro_voice(
     settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
 ) -> None:
     kokoro = tweak(settings, tts={"provider": "kokoro"})
-    shared = dataclasses.replace(models, kokoro=Voices.load(kokoro).kokoro)
+    voices = SharedModels.load(kokoro, stages=("tts",))
+    shared = dataclasses.replace(models, loaded={**models.loaded, **voices.loaded})
     async with LocalServer(kokoro, models=shared) as server:
         result = await run_turn(server.ws_url, question_pcm["capital"])
     assert result.sample_rate == 24000  # Kokoro's own rate: no resampling on the way out
@@ -115,15 +116,15 @@ async def test_conversation_with_the_kokoro_voice(
     assert result.reply_audio_s > 0.5 and len(heard & words(result.reply)) >= 2, result.reply
 
 
-@pytest.mark.parametrize(("after_ms", "expect_filler"), [(0, True), (20_000, False)])
+@pytest.mark.parametrize(("after_secs", "expect_filler"), [(0.0, True), (20.0, False)])
 async def test_filler_phrase_only_when_the_llm_is_late(
     settings: Settings,
     models: SharedModels,
     question_pcm: dict[str, np.ndarray],
-    after_ms: int,
+    after_secs: float,
     expect_filler: bool,
 ) -> None:
-    late = tweak(settings, tts={"filler": FillerSettings(enabled=True, after_ms=after_ms)})
+    late = tweak(settings, tts={"filler": FillerSettings(enabled=True, after_secs=after_secs)})
     shared = dataclasses.replace(models, filler=filler_audio(late, models))
     async with LocalServer(late, models=shared) as server:
         result = await run_turn(server.ws_url, question_pcm["week"])

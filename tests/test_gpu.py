@@ -77,6 +77,25 @@ def test_real_probe_on_this_machine() -> None:
         assert not status.usable and "CUDA device" in status.reason
 
 
+@pytest.mark.parametrize(
+    ("card", "known"),
+    [
+        (cards.T4, "T4"),
+        (cards.L4, "L4"),
+        (cards.A10G, "A10G"),
+        (cards.RTX_4090, "RTX 4090"),
+        (cards.A100_40, "A100-40GB"),
+        (cards.A100_80, "A100-80GB"),
+        (cards.H100, "H100"),
+        (cards.H200, "H200"),
+    ],
+)
+def test_assume_gpu_takes_the_names_nvidia_smi_prints(card: cards.Card, known: str) -> None:
+    gpu = assumed_report(card.name).gpus[0]
+    assert gpu.name == f"NVIDIA {known}"
+    assert gpu.compute_capability == card.compute_capability
+
+
 def test_assumed_gpu_names() -> None:
     assert assumed_report("rtx 4090").gpus[0].compute_capability == (8, 9)
     assert assumed_report("NVIDIA H100").gpus[0].total_mib == 81559

@@ -14,10 +14,10 @@ from pipecat.tests.utils import run_test
 
 from tests.conftest import free_port, run_voicebot, tweak
 from tests.servers.openai_compat import OpenAICompatServer, openai_compat_server
-from voicebot.chat import chat
 from voicebot.config import Secrets, Settings, TransformersSettings, VLLMSettings
-from voicebot.models import LocalLLMModels, SharedModels
+from voicebot.models import SharedModels
 from voicebot.processors.history import HistoryLimiter, bounded
+from voicebot.tools.chat import chat
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def with_groq(settings: Settings, **llm: Any) -> Settings:
     keyed = settings.model_copy(
         update={"secrets": Secrets.model_validate({"GROQ_API_KEY": "gsk_test"})}
     )
-    return tweak(keyed, llm={"provider": "groq", "request_timeout_s": 1.0, **llm})
+    return tweak(keyed, llm={"provider": "groq", "request_timeout_secs": 1.0, **llm})
 
 
 async def test_groq_streams_a_reply_from_groq_base_url(
@@ -57,7 +57,7 @@ async def test_groq_streams_a_reply_from_groq_base_url(
     [
         ("rate_limited", 1),  # 429 + retry-after: 50 -> no retry, no waiting
         ("error", 2),  # 500 -> one quick retry, then the fallback
-        ("stall", 1),  # no byte within llm.request_timeout_s
+        ("stall", 1),  # no byte within llm.request_timeout_secs
         ("malformed", 1),  # a broken SSE event
     ],
 )
@@ -86,10 +86,10 @@ async def test_primary_rests_after_a_failure_then_is_tried_again(
 ) -> None:
     from pipecat.pipeline.worker import PipelineParams
 
-    from voicebot.llm_factory import build_llm
-    from voicebot.processors.llm_failover import FailoverLLMService
+    from voicebot.providers.llm.failover import FailoverLLMService
+    from voicebot.providers.llm.stage import build_llm
 
-    llm = build_llm(with_groq(settings, fallback="llama_cpp", cooldown_s=60), models)
+    llm = build_llm(with_groq(settings, fallback="llama_cpp", cooldown_secs=60), models)
     assert isinstance(llm, FailoverLLMService)
     cloud.mode = "error"
 
@@ -100,7 +100,7 @@ async def test_primary_rests_after_a_failure_then_is_tried_again(
     assert len(cloud.requests) == 2  # the first turn (with its quick retry) only
     assert llm.failovers == 1 and llm.answered_by is llm.providers[1]
 
-    llm2 = build_llm(with_groq(settings, fallback="llama_cpp", cooldown_s=0), models)
+    llm2 = build_llm(with_groq(settings, fallback="llama_cpp", cooldown_secs=0), models)
     cloud.mode = "normal"
     down, _ = await run_test(llm2, frames_to_send=[ask("Three?")])
     assert "".join(f.text for f in down if isinstance(f, LLMTextFrame)) == cloud.reply
@@ -123,17 +123,18 @@ async def test_vllm_through_its_openai_server(
 
 
 @pytest.fixture(scope="module")
-def transformers_llm(settings: Settings) -> LocalLLMModels:
-    return LocalLLMModels.load(
+def transformers_llm(settings: Settings) -> SharedModels:
+    return SharedModels.load(
         tweak(
             settings,
             llm={"provider": "transformers", "transformers": TransformersSettings(device="cpu")},
-        )
+        ),
+        stages=("llm",),
     )
 
 
 async def test_transformers_backend_streams_a_real_reply(
-    settings: Settings, transformers_llm: LocalLLMModels
+    settings: Settings, transformers_llm: SharedModels
 ) -> None:
     config = tweak(settings, llm={"provider": "transformers", "temperature": 0.0})
     result = await chat(config, transformers_llm, "What is the capital of France?")
@@ -220,5 +221,5 @@ def test_groq_without_a_key_is_a_start_up_error() -> None:
 
 
 def test_history_budget_must_fit_the_context_window() -> None:
-    done = run_voicebot("chat", "Hi", env={"VOICEBOT_LLM__N_CTX": "1024"}, timeout=60)
-    assert done.returncode == 2 and "exceed llm.n_ctx (1024)" in done.stderr
+    done = run_voicebot("chat", "Hi", env={"VOICEBOT_LLM__LLAMA_CPP__N_CTX": "1024"}, timeout=60)
+    assert done.returncode == 2 and "exceed llm.llama_cpp.n_ctx (1024)" in done.stderr

@@ -19,7 +19,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import SleepFrame, run_test
 
 from voicebot.models import SharedModels
-from voicebot.processors.llm_llama_cpp import LlamaCppLLMService
+from voicebot.providers.llm.llama_cpp import LlamaCppLLMService
 
 
 def service(
@@ -29,8 +29,7 @@ def service(
     max_tokens: int = 80,
 ) -> LlamaCppLLMService:
     return LlamaCppLLMService(
-        llama=models.llm,
-        model_name=models.llm_name,
+        model=models.model("llm", "llama_cpp"),
         system_instruction=system,
         max_tokens=max_tokens,
     )
@@ -74,13 +73,14 @@ async def test_whole_history_reaches_the_model_in_order(
     models: SharedModels, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[list[dict[str, Any]]] = []
-    original = models.llm.create_chat_completion
+    llama = models.model("llm", "llama_cpp").llama
+    original = llama.create_chat_completion
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         sent.append(kwargs["messages"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(models.llm, "create_chat_completion", spy)
+    monkeypatch.setattr(llama, "create_chat_completion", spy)
     history = [
         {"role": "user", "content": "My name is Zorblat. Remember it."},
         {"role": "assistant", "content": "Nice to meet you, Zorblat."},
@@ -111,5 +111,6 @@ async def test_interruption_stops_generation_and_frees_the_model(models: SharedM
         llm, frames_to_send=[LLMContextFrame(counting), SleepFrame(sleep=0.3), InterruptionFrame()]
     )
     # 400 tokens take seconds on this CPU; a stopped generation frees the model at once.
-    assert llm._lock.acquire(timeout=1.0), "generation kept running after the interruption"
-    llm._lock.release()
+    lock = models.model("llm", "llama_cpp").lock
+    assert lock.acquire(timeout=1.0), "generation kept running after the interruption"
+    lock.release()

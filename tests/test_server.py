@@ -18,7 +18,10 @@ def test_health_is_503_until_models_are_warm_then_200(
     assert seen[-1] == 200
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok"
-    assert {"whisper", "llm", "piper"} <= health["warm_ms"].keys()
+    assert {"stt.whisper", "llm.llama_cpp", "tts.piper"} <= health["warm_ms"].keys()
+    assert health["running"]["stt"].startswith("whisper tiny.en")
+    assert health["running"]["llm"] == "llama_cpp SmolLM2-135M-Instruct.Q4_1"
+    assert health["running"]["tts"] == "piper en_US-joe-medium"
 
     config = httpx.get(f"{url}/config").json()
     assert config["stt"]["model"] == "tiny.en"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ import websockets
 from tests.conftest import run_voicebot, tweak
 from voicebot.config import Settings
 from voicebot.gpu import read_nvml
-from voicebot.local_server import LocalServer
-from voicebot.models import SharedModels, load_silero, load_stt_engine
-from voicebot.stt_engine import WhisperEngine
+from voicebot.models import SharedModels
+from voicebot.providers.stt.whisper import load_engine
+from voicebot.providers.stt.whisper_decode import WhisperBackend
+from voicebot.providers.stt.whisper_engine import WhisperEngine
+from voicebot.tools.local_server import LocalServer
 
 RATE = 16000
 
@@ -41,9 +44,8 @@ def engine(models: SharedModels) -> WhisperEngine:
 @pytest.fixture(scope="module")
 def base_engine(settings: Settings, models: SharedModels) -> WhisperEngine:
     """The bundled Whisper base (reassembled from its two packages), on the CPU."""
-    engine = load_stt_engine(
-        tweak(settings, stt={"model": "base", "device": "cpu", "compute_type": "int8"}),
-        models.silero_session,
+    engine = load_engine(
+        tweak(settings, stt={"model": "base", "device": "cpu", "compute_type": "int8"})
     )
     engine.warm()
     return engine
@@ -106,10 +108,7 @@ async def test_odd_inputs(engine: WhisperEngine, question_pcm: dict[str, np.ndar
 async def test_long_utterance_is_capped(
     settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
 ) -> None:
-    short = load_stt_engine(
-        tweak(settings, stt={"max_utterance_secs": 2.0}),
-        models.silero_session,
-    )
+    short = load_engine(tweak(settings, stt={"max_utterance_secs": 2.0}))
     speech = np.concatenate([floats(question_pcm["capital"]), floats(question_pcm["week"])])
     result = await short.transcribe(speech)
     assert result.duration_s == 2.0
@@ -123,10 +122,7 @@ async def test_concurrent_utterances_are_batched(
     question_pcm: dict[str, np.ndarray],
     keywords: dict[str, Any],
 ) -> None:
-    batching = load_stt_engine(
-        tweak(settings, stt={"batch_size": 8}),
-        models.silero_session,
-    )
+    batching = load_engine(tweak(settings, stt={"batch_size": 8}))
     names = ["capital", "week", "sky", "cook", "weather"] * 2
     results = await asyncio.gather(*(batching.transcribe(floats(question_pcm[n])) for n in names))
     for name, result in zip(names, results, strict=True):
@@ -165,16 +161,15 @@ class _FlakyEncoder:
 
 
 def _engine_with_flaky_encoder(settings: Settings, failures: int, fallback: bool) -> WhisperEngine:
-    engine = load_stt_engine(settings, load_silero())
+    engine = load_engine(settings)
     engine.model.model = _FlakyEncoder(engine.model.model, failures)  # type: ignore[assignment]
     if fallback:
 
-        def cpu() -> tuple[faster_whisper.WhisperModel, str, str, str]:
-            fresh = load_stt_engine(settings).model
-            return fresh, "tiny.en", "cpu", "int8"
+        def cpu() -> WhisperBackend:
+            return WhisperBackend(load_engine(settings).model, "tiny.en", "cpu", "int8")
 
-        engine._fallback = cpu
-        engine._backend.device = "cuda"  # as if it had been running on a GPU
+        engine._decoder._fallback = cpu
+        engine._decoder.backend.device = "cuda"  # as if it had been running on a GPU
     return engine
 
 
@@ -203,7 +198,7 @@ async def test_cuda_oom_twice_falls_back_and_the_session_gets_its_text(
 async def test_other_errors_are_not_swallowed(
     settings: Settings, question_pcm: dict[str, np.ndarray]
 ) -> None:
-    engine = load_stt_engine(settings, load_silero())
+    engine = load_engine(settings)
 
     class Broken:
         def encode(self, *args: Any, **kwargs: Any) -> Any:
@@ -226,7 +221,7 @@ async def _transcript_over_ws(url: str, pcm: np.ndarray) -> str:
     async with websockets.connect(url) as ws:
         assert json.loads(await ws.recv())["type"] == "ready"
         chunks = [pcm[i : i + 320].tobytes() for i in range(0, len(pcm), 320)]
-        chunks += [bytes(640)] * 250  # up to 5 s of silence
+        chunks += [bytes(640)] * 1500  # up to 30 s of silence: a busy machine is slow
         loop = asyncio.get_running_loop()
         start = loop.time()
         for n, chunk in enumerate(chunks):
@@ -314,6 +309,39 @@ async def test_fp16_on_the_gpu(settings: Settings, question_pcm: dict[str, np.nd
     if not read_nvml().gpus:
         pytest.skip("no NVIDIA GPU on this machine")
     gpu = tweak(settings, stt={"device": "cuda", "compute_type": "float16"})
-    engine = load_stt_engine(gpu, load_silero())
+    engine = load_engine(gpu)
     result = await engine.transcribe(floats(question_pcm["capital"]))
     assert result.device == "cuda" and "france" in words(result.text)
+
+
+def _wait_until_running(future: Any) -> None:
+    while not (future.running() or future.done()):
+        time.sleep(0.005)
+
+
+async def test_a_caller_who_leaves_drops_only_its_own_request(
+    settings: Settings, question_pcm: dict[str, np.ndarray], keywords: dict[str, Any]
+) -> None:
+    """A person hangs up while queued with others: the others still get their transcripts."""
+    batching = load_engine(tweak(settings, stt={"batch_size": 4}))
+    # Keep the worker busy so that the next requests wait in the queue together.
+    busy = batching.submit(floats(question_pcm["cook"]))
+    await asyncio.to_thread(_wait_until_running, busy)
+    leaving = asyncio.ensure_future(batching.transcribe(floats(question_pcm["capital"])))
+    await asyncio.sleep(0)  # submitted
+    leaving.cancel()  # the caller's task is cancelled, as when a session ends
+    names = ["capital", "week", "sky"]
+    results = await asyncio.gather(*(batching.transcribe(floats(question_pcm[n])) for n in names))
+    for name, result in zip(names, results, strict=True):
+        assert set(keywords[name]) <= words(result.text), (name, result.text)
+        assert result.batch_size == 3  # decoded together, without the one that left
+    assert set(keywords["cook"]) <= words(busy.result().text)
+    assert leaving.cancelled() and batching.stats.cancelled == 1
+    batching.close()
+
+
+async def test_a_closed_engine_refuses_new_work(settings: Settings) -> None:
+    engine = load_engine(settings)
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.submit(np.zeros(RATE, np.float32))

@@ -33,13 +33,13 @@ from pipecat.utils.text.base_text_aggregator import TextType
 from tests.conftest import run_voicebot, tweak
 from tests.servers.edge import edge_server
 from voicebot.config import AzureSettings, Secrets, Settings, load_settings
-from voicebot.models import SharedModels, Voices
+from voicebot.models import SharedModels
 from voicebot.processors.text_clause import FirstClauseTextAggregator, speak_first_clause_early
-from voicebot.processors.tts_edge import EdgeTTSService
-from voicebot.processors.tts_fallback import FallbackTTSService
-from voicebot.processors.tts_kokoro import SharedKokoroTTSService
-from voicebot.processors.tts_piper import PiperTTSService
-from voicebot.tts_factory import build_provider
+from voicebot.providers import spec as providers
+from voicebot.providers.tts.edge import EdgeTTSService
+from voicebot.providers.tts.fallback import FallbackTTSService
+from voicebot.providers.tts.kokoro import SharedKokoroTTSService
+from voicebot.providers.tts.piper import PiperTTSService
 
 
 def words(text: str) -> set[str]:
@@ -61,10 +61,10 @@ def leading_silence_ms(audio: np.ndarray, rate: int) -> float:
 async def _speak(
     models: SharedModels, text: str, *, first_clause_words: int = 0
 ) -> tuple[list[str], np.ndarray, int]:
-    tts = PiperTTSService(voice=models.piper, voice_name="en_US-joe-medium")
+    tts = PiperTTSService(voice=models.model("tts", "piper"), voice_name="en_US-joe-medium")
     if first_clause_words:
         speak_first_clause_early(tts, first_clause_words)
-    rate = models.piper.config.sample_rate
+    rate = models.model("tts", "piper").config.sample_rate
     down, _ = await run_test(
         tts,
         frames_to_send=reply_frames(text),
@@ -126,8 +126,9 @@ async def test_first_clause_rules() -> None:
 
 
 @pytest.fixture(scope="module")
-def voices(settings: Settings) -> Voices:
-    return Voices.load(tweak(settings, tts={"provider": "kokoro", "fallback": "piper"}))
+def voices(settings: Settings) -> SharedModels:
+    both = tweak(settings, tts={"provider": "kokoro", "fallback": "piper"})
+    return SharedModels.load(both, stages=("tts",))
 
 
 def transcribe(models: SharedModels, audio: np.ndarray, rate: int) -> set[str]:
@@ -152,10 +153,10 @@ def _audio(frames: list[Frame]) -> np.ndarray:
 
 
 async def test_kokoro_bundled_int8_is_intelligible_and_streams_by_sentence(
-    models: SharedModels, voices: Voices, monkeypatch: pytest.MonkeyPatch
+    models: SharedModels, voices: SharedModels, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert voices.kokoro is not None
-    tts = SharedKokoroTTSService(kokoro=voices.kokoro, voice="jf_alpha")
+    assert voices.model("tts", "kokoro") is not None
+    tts = SharedKokoroTTSService(kokoro=voices.model("tts", "kokoro"), voice="jf_alpha")
     events: list[str] = []
     original = tts.run_tts
 
@@ -177,10 +178,10 @@ async def test_kokoro_bundled_int8_is_intelligible_and_streams_by_sentence(
     assert first_audio < events.index("start Many people visit it.")
 
 
-def test_kokoro_rejects_an_unknown_voice(voices: Voices) -> None:
-    assert voices.kokoro is not None
+def test_kokoro_rejects_an_unknown_voice(voices: SharedModels) -> None:
+    assert voices.model("tts", "kokoro") is not None
     with pytest.raises(ValueError, match=r"tts\.kokoro\.voice='af_nobody'"):
-        SharedKokoroTTSService(kokoro=voices.kokoro, voice="af_nobody")
+        SharedKokoroTTSService(kokoro=voices.model("tts", "kokoro"), voice="af_nobody")
 
 
 # --- Edge (real edge-tts client against a local server speaking its protocol) -----------
@@ -188,11 +189,11 @@ def test_kokoro_rejects_an_unknown_voice(voices: Voices) -> None:
 
 @pytest.fixture
 async def edge(models: SharedModels, monkeypatch: pytest.MonkeyPatch) -> Any:
-    assert models.piper is not None
-    piper_rate = models.piper.config.sample_rate
+    assert models.model("tts", "piper") is not None
+    piper_rate = models.model("tts", "piper").config.sample_rate
 
     def speak(text: str) -> np.ndarray:
-        pcm = b"".join(c.audio_int16_bytes for c in models.piper.synthesize(text))  # type: ignore[union-attr]
+        pcm = b"".join(c.audio_int16_bytes for c in models.model("tts", "piper").synthesize(text))  # type: ignore[union-attr]
         audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768
         return (soxr.resample(audio, piper_rate, 24000) * 32767).astype(np.int16)
 
@@ -246,8 +247,8 @@ class _BrokenTTS(TTSService):
 
 
 def _piper(models: SharedModels) -> PiperTTSService:
-    assert models.piper is not None
-    return PiperTTSService(voice=models.piper, voice_name="en_US-joe-medium")
+    assert models.model("tts", "piper") is not None
+    return PiperTTSService(voice=models.model("tts", "piper"), voice_name="en_US-joe-medium")
 
 
 @pytest.mark.parametrize("failure", ["raises", "stalls", "refuses"])
@@ -259,7 +260,7 @@ async def test_fallback_speaks_the_same_text_in_the_same_turn(
     else:
         edge.mode = {"stalls": "stall", "refuses": "refuse"}[failure]
         primary = edge_tts_service()
-    tts = FallbackTTSService(primary=primary, fallback=_piper(models), first_audio_timeout_s=1.0)
+    tts = FallbackTTSService(primary=primary, fallback=_piper(models), first_audio_timeout_secs=1.0)
     down, _ = await asyncio.wait_for(_run(tts, "The museum opens in the morning.", 24000), 20)
     assert {"museum", "opens", "morning"} <= transcribe(models, _audio(down), 24000)
     assert tts.fallbacks == 1 and tts.spoken_by is tts.providers[1]
@@ -267,7 +268,7 @@ async def test_fallback_speaks_the_same_text_in_the_same_turn(
 
 async def test_fallback_not_used_when_the_primary_works(models: SharedModels, edge: Any) -> None:
     tts = FallbackTTSService(
-        primary=edge_tts_service(), fallback=_piper(models), first_audio_timeout_s=5.0
+        primary=edge_tts_service(), fallback=_piper(models), first_audio_timeout_secs=5.0
     )
     down, _ = await _run(tts, "All is well.", 24000)
     assert _audio(down).size > 0 and tts.fallbacks == 0 and tts.spoken_by is tts.providers[0]
@@ -284,10 +285,8 @@ def _azure(settings: Settings, **azure: Any) -> TTSService:
             )
         }
     )
-    return build_provider(
-        "azure",
-        tweak(with_key, tts={"azure": AzureSettings(**azure)}),
-        Voices(piper=None, kokoro=None),
+    return providers.get("tts", "azure").build(
+        tweak(with_key, tts={"azure": AzureSettings(**azure)}), None
     )
 
 
@@ -304,7 +303,7 @@ async def test_azure_sdk_failure_falls_back_within_the_turn(
 ) -> None:
     # No network here: the real SDK cancels the synthesis with a connection error.
     tts = FallbackTTSService(
-        primary=_azure(settings), fallback=_piper(models), first_audio_timeout_s=5.0
+        primary=_azure(settings), fallback=_piper(models), first_audio_timeout_secs=5.0
     )
     down, _ = await asyncio.wait_for(_run(tts, "Your table is ready.", 24000), 30)
     assert {"table", "ready"} <= transcribe(models, _audio(down), 24000)
@@ -315,7 +314,7 @@ async def test_azure_sdk_failure_falls_back_within_the_turn(
 async def test_azure_live(models: SharedModels) -> None:
     live = load_settings()
     down, _ = await _run(
-        build_provider("azure", live, Voices(piper=None, kokoro=None)), "Hello from Azure.", 24000
+        providers.get("tts", "azure").build(live, None), "Hello from Azure.", 24000
     )
     assert "azure" in transcribe(models, _audio(down), 24000)
 
@@ -371,11 +370,10 @@ def test_a_provider_that_is_not_installed_is_a_start_up_error(
     import importlib.util
 
     from voicebot.errors import ConfigError
-    from voicebot.model_files import check_tts
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "edge_tts" else real(name, *a)
     )
     with pytest.raises(ConfigError, match=r"pip install 'voicebot\[edge\]'"):
-        check_tts(tweak(settings, tts={"provider": "edge"}))
+        providers.check(tweak(settings, tts={"provider": "edge"}), stages=("tts",))

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from voicebot.local_server import LocalServer
+from voicebot.tools.local_server import LocalServer
 
 FRAME_SAMPLES = 320  # 20 ms at 16 kHz
 

@@ -11,8 +11,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from voicebot.client import run_turn
-from voicebot.local_server import LocalServer
+from voicebot.tools.client import run_turn
+from voicebot.tools.local_server import LocalServer
 from voicebot.transports import websocket as ws_transport
 
 

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebot.config import AUTO, Settings
+from voicebot.errors import ConfigError
 from voicebot.gpu import GpuInfo, GpuReport
+from voicebot.providers import spec as providers
+from voicebot.providers.spec import Stage
 
 GIB = 1024  # MiB
 
@@ -24,8 +27,6 @@ WHISPER_VRAM_MIB = {
     "large-v3": 3100,
     "large-v3-turbo": 1650,
 }
-# Kokoro-82M on the GPU, MiB (weights and ONNX Runtime's arena).
-KOKORO_VRAM_MIB = 600
 # Head-room left for the CUDA context, allocator fragmentation and activations, MiB.
 HEADROOM_MIB = 1024
 # Fallback order when the preferred Whisper model is not on disk: bigger to smaller.
@@ -145,23 +146,24 @@ def autotune(
     if stt.batch_size == AUTO:
         updates["stt"]["batch_size"], decisions["stt.batch_size"] = _batch_size(stt_gpu, stt_mib)
 
-    tts_on_gpu = False
+    # Only a local voice that declares its GPU memory runs on the GPU (Kokoro; Piper's
+    # ONNX voice is faster on the CPU than the transfer costs, cloud voices run elsewhere).
+    tts_mib = _vram_mib(settings, "tts", tts.provider)
     if tts.device == AUTO:
-        tts_on_gpu = gpu is not None and tts.provider == "kokoro"
+        tts_on_gpu = gpu is not None and tts_mib is not None
         updates["tts"]["device"] = "cuda" if tts_on_gpu else "cpu"
-        why_cpu = where if gpu is None else "only Kokoro uses the GPU"
+        why_cpu = where if gpu is None else f"{tts.provider} has no GPU path"
         decisions["tts.device"] = (
-            f"Kokoro on {where}" if tts_on_gpu else f"{tts.provider} on the CPU ({why_cpu})"
+            f"{tts.provider} on {where}" if tts_on_gpu else f"{tts.provider} on the CPU ({why_cpu})"
         )
     else:
         tts_on_gpu = tts.device == "cuda"
 
-    if llm.gpu_layers == AUTO:
-        layers, why = _llm_offload(
-            gpu, llm.provider, llm_file_mib, stt_mib if stt_on_gpu else 0, tts_on_gpu
-        )
-        updates["llm"]["gpu_layers"] = layers
-        decisions["llm.gpu_layers"] = why
+    if llm.llama_cpp.gpu_layers == AUTO:
+        others = (stt_mib if stt_on_gpu else 0) + ((tts_mib or 0) if tts_on_gpu else 0)
+        layers, why = _llm_offload(gpu, llm.provider, llm_file_mib, others)
+        updates["llm"]["llama_cpp"] = llm.llama_cpp.model_copy(update={"gpu_layers": layers})
+        decisions["llm.llama_cpp.gpu_layers"] = why
 
     if llm.transformers.device == AUTO:
         device = "cuda" if gpu is not None else "cpu"
@@ -178,8 +180,17 @@ def autotune(
     return Tuned(settings=tuned, decisions=decisions, report=report)
 
 
+def _vram_mib(settings: Settings, stage: Stage, provider: str) -> int | None:
+    """What `provider` holds on a GPU, or None when it has no GPU path (or is not installed)."""
+    try:
+        spec = providers.get(stage, provider)
+    except ConfigError:
+        return None  # start-up says how to install it; tuning goes on without it
+    return spec.vram_mib(settings) if spec.vram_mib is not None else None
+
+
 def _llm_offload(
-    gpu: GpuInfo | None, provider: str, file_mib: int | None, stt_mib: int, tts_on_gpu: bool
+    gpu: GpuInfo | None, provider: str, file_mib: int | None, others_mib: int
 ) -> tuple[int, str]:
     if provider != "llama_cpp":
         return 0, f"llm.provider={provider} does not run llama.cpp in this process"
@@ -187,7 +198,7 @@ def _llm_offload(
         return 0, "no usable GPU: llama.cpp runs on the CPU"
     if file_mib is None:
         return 0, "local GGUF size unknown: llama.cpp stays on the CPU"
-    others = stt_mib + (KOKORO_VRAM_MIB if tts_on_gpu else 0) + HEADROOM_MIB
+    others = others_mib + HEADROOM_MIB
     need = int(file_mib * 1.2)  # weights plus KV cache and scratch at the default context
     spare = gpu.free_mib - others
     if spare >= need:
@@ -202,11 +213,12 @@ def resolve(settings: Settings, *, assume_gpu: str | None = None, probe: bool = 
     """
     from voicebot.errors import ModelNotFoundError
     from voicebot.gpu import assumed_report, detect
-    from voicebot.model_files import llm_model_file, whisper_on_disk
+    from voicebot.model_files import gguf_file, whisper_on_disk
 
     report = assumed_report(assume_gpu) if assume_gpu else detect(probe=probe)
     try:
-        llm_mib: int | None = llm_model_file(settings).stat().st_size // 2**20
+        path = gguf_file(settings.llm.llama_cpp.model_path, "llm.llama_cpp.model_path")
+        llm_mib: int | None = path.stat().st_size // 2**20
     except ModelNotFoundError:
         llm_mib = None
     return autotune(

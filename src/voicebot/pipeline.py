@@ -22,17 +22,17 @@ from pipecat.turns.user_stop import (
 )
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+from voicebot.audio.energy_vad import EnergyVADAnalyzer
+from voicebot.audio.silero import SharedSileroVADAnalyzer
+from voicebot.audio.smart_turn import SharedSmartTurnAnalyzer
 from voicebot.config import Settings
-from voicebot.llm_factory import build_llm
 from voicebot.models import SharedModels
 from voicebot.processors.filler import LateReplyFiller
 from voicebot.processors.history import HistoryLimiter
-from voicebot.processors.stt_whisper import FasterWhisperSTTService
-from voicebot.processors.turn_smart import SharedSmartTurnAnalyzer
-from voicebot.processors.vad_energy import EnergyVADAnalyzer
-from voicebot.processors.vad_silero import SharedSileroVADAnalyzer
 from voicebot.protocol import INPUT_SAMPLE_RATE
-from voicebot.tts_factory import build_tts, output_sample_rate
+from voicebot.providers import spec as providers
+from voicebot.providers.llm.stage import build_llm
+from voicebot.providers.tts.stage import build_tts, output_sample_rate
 
 
 def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
@@ -44,6 +44,7 @@ def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
     )
     if settings.vad.provider == "energy":
         return EnergyVADAnalyzer(params=params)
+    assert models.silero_session is not None, "SharedModels.load(settings) loads Silero"
     return SharedSileroVADAnalyzer(session=models.silero_session, params=params)
 
 
@@ -68,7 +69,8 @@ def build_worker(
     enable_rtvi: bool = False,
 ) -> PipelineWorker:
     """One conversation: transport -> STT -> context -> LLM -> TTS -> transport."""
-    stt = FasterWhisperSTTService(engine=models.stt, language=settings.stt.language)
+    stt_spec = providers.chosen(settings, "stt")[0]
+    stt = stt_spec.build(settings, models.get(stt_spec))
     llm = build_llm(settings, models)
     history = HistoryLimiter(
         max_turns=settings.llm.max_history_turns, max_tokens=settings.llm.max_history_tokens
@@ -79,7 +81,7 @@ def build_worker(
             LateReplyFiller(
                 audio=models.filler,
                 sample_rate=output_sample_rate(settings, models),
-                after_s=settings.tts.filler.after_ms / 1000,
+                after_s=settings.tts.filler.after_secs,
             )
         ]
         if models.filler

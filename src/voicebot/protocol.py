@@ -13,7 +13,7 @@ Server -> client
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pipecat.frames.frames import (
     Frame,
@@ -23,43 +23,130 @@ from pipecat.frames.frames import (
     OutputTransportMessageUrgentFrame,
 )
 from pipecat.serializers.base_serializer import FrameSerializer
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from voicebot.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 INPUT_SAMPLE_RATE = 16000
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- server -> client -------------------------------------------------------------------
+
+
+class ReadyEvent(_Message):
+    """Always the first message: the session is ready and bot audio will come at `sample_rate`."""
+
+    type: Literal["ready"] = "ready"
+    protocol: int = PROTOCOL_VERSION
+    session_id: str
+    sample_rate: int
+    input_sample_rate: int = INPUT_SAMPLE_RATE
+    encoding: Literal["pcm_s16le"] = "pcm_s16le"
+    channels: Literal[1] = 1
+
+
+class TranscriptEvent(_Message):
+    """What the person said (`final`: the utterance is complete)."""
+
+    type: Literal["transcript"] = "transcript"
+    text: str
+    final: bool
+
+
+class BotTextEvent(_Message):
+    """The words of the bot's reply, sent as each piece is spoken."""
+
+    type: Literal["bot_text"] = "bot_text"
+    text: str
+
+
+class BotStartedSpeakingEvent(_Message):
+    type: Literal["bot_started_speaking"] = "bot_started_speaking"
+
+
+class BotStoppedSpeakingEvent(_Message):
+    type: Literal["bot_stopped_speaking"] = "bot_stopped_speaking"
+
+
+class MetricsEvent(_Message):
+    """One stage's measurements for the current turn; only the fields measured are sent."""
+
+    type: Literal["metrics"] = "metrics"
+    stage: Literal["stt", "llm", "tts"]
+    ttfb_ms: float | None = None
+    processing_ms: float | None = None
+    rtf: float | None = None
+    tokens_per_s: float | None = None
+    # How many times this session's primary provider failed and its fallback took over.
+    fallbacks: int | None = None
+
+
+class ErrorEvent(_Message):
+    """Something the client sent or the pipeline did went wrong; `code` is machine-readable."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+class PongEvent(_Message):
+    type: Literal["pong"] = "pong"
+
+
+ServerEvent = Annotated[
+    ReadyEvent
+    | TranscriptEvent
+    | BotTextEvent
+    | BotStartedSpeakingEvent
+    | BotStoppedSpeakingEvent
+    | MetricsEvent
+    | ErrorEvent
+    | PongEvent,
+    Field(discriminator="type"),
+]
+SERVER_EVENTS: TypeAdapter[ServerEvent] = TypeAdapter(ServerEvent)
+
+
+# --- client -> server (text messages; audio goes in binary messages) --------------------
+
+
+class PingMessage(_Message):
+    """Answered with a `pong` event."""
+
+    type: Literal["ping"] = "ping"
+
+
+ClientMessage = Annotated[PingMessage, Field(discriminator="type")]
+CLIENT_MESSAGES: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 CLIENT_MESSAGE_TYPES = ("ping",)
-EVENT_TYPES = frozenset(
-    {
-        "ready",
-        "transcript",
-        "bot_text",
-        "bot_started_speaking",
-        "bot_stopped_speaking",
-        "metrics",
-        "error",
-        "pong",
-    }
-)
 
 
-def ready_event(*, sample_rate: int, session_id: str) -> dict[str, Any]:
+def encode_event(event: BaseModel) -> str:
+    """One server event as the JSON text sent on the wire (unmeasured fields left out)."""
+    return event.model_dump_json(exclude_none=True)
+
+
+def decode_event(text: str | bytes) -> ServerEvent:
+    """Parse one server event (clients and tests); raises pydantic's ValidationError."""
+    return SERVER_EVENTS.validate_json(text)
+
+
+def json_schema() -> dict[str, Any]:
+    """The protocol's JSON Schema: what a client may send and what the server sends."""
     return {
-        "type": "ready",
-        "protocol": PROTOCOL_VERSION,
-        "session_id": session_id,
-        "sample_rate": sample_rate,
-        "input_sample_rate": INPUT_SAMPLE_RATE,
-        "encoding": "pcm_s16le",
-        "channels": 1,
+        "title": "voicebot WebSocket protocol",
+        "version": PROTOCOL_VERSION,
+        "client_messages": CLIENT_MESSAGES.json_schema(),
+        "server_events": SERVER_EVENTS.json_schema(),
     }
 
 
-def error_event(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
-
-
-def parse_control_message(text: str) -> dict[str, Any]:
+def parse_control_message(text: str) -> ClientMessage:
     """Validate a JSON text message from a client; raises ProtocolError naming the problem."""
     try:
         message = json.loads(text)
@@ -80,7 +167,12 @@ def parse_control_message(text: str) -> dict[str, Any]:
             f"unknown control message type {kind!r}; allowed types: {allowed} "
             "(audio goes in binary messages)",
         )
-    return message
+    try:
+        return CLIENT_MESSAGES.validate_python(message)
+    except ValidationError as e:
+        problem = e.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"][1:]) or "message"
+        raise ProtocolError("invalid_message", f"{kind} message: {where}: {problem['msg']}") from e
 
 
 def parse_audio(data: bytes) -> InputAudioRawFrame:
@@ -109,8 +201,8 @@ class ProtocolSerializer(FrameSerializer):
             return frame.audio
         if isinstance(frame, (OutputTransportMessageFrame, OutputTransportMessageUrgentFrame)):
             message = frame.message
-            if isinstance(message, dict) and message.get("type") in EVENT_TYPES:
-                return json.dumps(message)
+            if isinstance(message, _Message):
+                return encode_event(message)
         return None
 
     async def deserialize(self, data: str | bytes) -> Frame | None:

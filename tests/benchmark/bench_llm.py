@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voicebot.bench import report_header, write_report
-from voicebot.chat import chat
 from voicebot.config import Settings
 from voicebot.models import LocalLLMModels
+from voicebot.tools.bench import report_header, write_report
+from voicebot.tools.chat import chat
 
 QUESTIONS = (
     "What is the capital of France?",

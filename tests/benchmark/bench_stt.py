@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from voicebot.bench import report_header, write_report
-from voicebot.client import load_pcm16k
 from voicebot.config import Settings
 from voicebot.models import load_silero, load_stt_engine
-from voicebot.samples import synthesise_questions
-from voicebot.stt_engine import WhisperEngine
+from voicebot.providers.stt.whisper_engine import WhisperEngine
+from voicebot.tools.bench import report_header, write_report
+from voicebot.tools.client import load_pcm16k
+from voicebot.tools.samples import synthesise_questions
 
 LENGTHS_S = (1, 2, 4, 8, 16, 28)
 STREAMS = (1, 4, 8, 16)

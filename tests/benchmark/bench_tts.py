@@ -22,10 +22,10 @@ import numpy as np
 import soxr
 
 from tests.servers.edge import edge_server
-from voicebot.bench import report_header, write_report
 from voicebot.config import Settings
 from voicebot.models import Voices
-from voicebot.speak import speak
+from voicebot.tools.bench import report_header, write_report
+from voicebot.tools.speak import speak
 
 TEXTS = {
     "short": "Sure.",

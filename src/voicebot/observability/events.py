@@ -26,9 +26,17 @@ from voicebot.observability.metrics_data import (
     RTFMetricsData,
     TokensPerSecondMetricsData,
 )
-from voicebot.protocol import error_event
+from voicebot.protocol import (
+    BotStartedSpeakingEvent,
+    BotStoppedSpeakingEvent,
+    BotTextEvent,
+    ErrorEvent,
+    MetricsEvent,
+    ServerEvent,
+    TranscriptEvent,
+)
 
-EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+EventSink = Callable[[ServerEvent], Awaitable[None]]
 
 
 def stage_of(processor: FrameProcessor) -> str | None:
@@ -55,32 +63,33 @@ class ProtocolEventObserver(BaseObserver):
         if event is not None:
             await self._sink(event)
 
-    def _event_for(self, data: FramePushed) -> dict[str, Any] | None:
+    def _event_for(self, data: FramePushed) -> ServerEvent | None:
         frame = data.frame
         if isinstance(frame, TranscriptionFrame):
-            return {"type": "transcript", "text": frame.text, "final": True}
+            return TranscriptEvent(text=frame.text, final=True)
         if isinstance(frame, InterimTranscriptionFrame):
-            return {"type": "transcript", "text": frame.text, "final": False}
+            return TranscriptEvent(text=frame.text, final=False)
         if isinstance(frame, TTSTextFrame):
-            return {"type": "bot_text", "text": frame.text}
+            return BotTextEvent(text=frame.text)
         # The output transport announces speaking both ways; report the downstream copy.
         if data.direction == FrameDirection.DOWNSTREAM:
             if isinstance(frame, BotStartedSpeakingFrame):
-                return {"type": "bot_started_speaking"}
+                return BotStartedSpeakingEvent()
             if isinstance(frame, BotStoppedSpeakingFrame):
-                return {"type": "bot_stopped_speaking"}
+                return BotStoppedSpeakingEvent()
         if isinstance(frame, ErrorFrame):
-            return error_event("fatal_error" if frame.fatal else "pipeline_error", frame.error)
+            code = "fatal_error" if frame.fatal else "pipeline_error"
+            return ErrorEvent(code=code, message=frame.error)
         if isinstance(frame, MetricsFrame):
             return self._metrics_event(data.source, frame)
         return None
 
     @staticmethod
-    def _metrics_event(source: FrameProcessor, frame: MetricsFrame) -> dict[str, Any] | None:
+    def _metrics_event(source: FrameProcessor, frame: MetricsFrame) -> MetricsEvent | None:
         stage = stage_of(source)
         if stage is None:
             return None
-        values = {}
+        values: dict[str, Any] = {}
         for item in frame.data:
             if isinstance(item, TTFBMetricsData) and item.value > 0:
                 values["ttfb_ms"] = round(item.value * 1000, 1)
@@ -94,4 +103,4 @@ class ProtocolEventObserver(BaseObserver):
                 values["fallbacks"] = item.value
         if not values:
             return None
-        return {"type": "metrics", "stage": stage, **values}
+        return MetricsEvent(stage=stage, **values)

@@ -1,1 +1,1 @@
-"""Pipecat services and processors, one per module."""
+"""FrameProcessors and text aggregators that sit between the stages: history, filler, clauses."""

@@ -9,6 +9,8 @@ from pipecat.services.tts_service import TTSService
 from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
+from voicebot.pipecat_compat import replace_text_aggregator
+
 CLAUSE_BREAKS = ",;:\u2014"
 
 
@@ -66,9 +68,11 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
 
 def speak_first_clause_early(service: TTSService, min_words: int) -> None:
     """Give `service` a FirstClauseTextAggregator (Pipecat 1.14 builds its own in __init__)."""
-    current = service._text_aggregator
-    service._text_aggregator = FirstClauseTextAggregator(
-        min_words=min_words,
-        aggregation_type=current.aggregation_type,
-        language=current.language,
+    replace_text_aggregator(
+        service,
+        lambda current: FirstClauseTextAggregator(
+            min_words=min_words,
+            aggregation_type=current.aggregation_type,
+            language=current.language,
+        ),
     )

@@ -27,8 +27,8 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.protocol import INPUT_SAMPLE_RATE
+from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.session import run_session
-from voicebot.tts_factory import output_sample_rate
 
 ModelsGetter = Callable[[], SharedModels | None]
 

@@ -7,7 +7,6 @@ Nothing invalid reaches the pipeline, and other sessions are unaffected.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import WebSocket
@@ -19,10 +18,15 @@ from pipecat.transports.websocket.fastapi import (
 )
 
 from voicebot.errors import ProtocolError
+from voicebot.pipecat_compat import replace_websocket_input, websocket_client
 from voicebot.protocol import (
     INPUT_SAMPLE_RATE,
+    ErrorEvent,
+    PingMessage,
+    PongEvent,
     ProtocolSerializer,
-    error_event,
+    ServerEvent,
+    encode_event,
     parse_audio,
     parse_control_message,
 )
@@ -39,14 +43,15 @@ class _ProtocolInputTransport(FastAPIWebsocketInputTransport):
         self._owner = owner
 
     async def _receive_messages(self) -> None:
+        client = websocket_client(self)
         try:
-            async for message in self._client.receive():
+            async for message in client.receive():
                 if not await self._handle(message):
                     break
         except Exception as e:  # a dropped socket surfaces here; the session just ends
             logger.bind(error=repr(e)).info("websocket receive ended")
-        if not self._client.is_closing:
-            await self._client.trigger_client_disconnected()
+        if not client.is_closing:
+            await client.trigger_client_disconnected()
 
     async def _handle(self, message: str | bytes) -> bool:
         """Route one client message; returns False once the connection has been closed."""
@@ -59,11 +64,11 @@ class _ProtocolInputTransport(FastAPIWebsocketInputTransport):
                 await self.push_audio_frame(parse_audio(message))
             else:
                 control = parse_control_message(message)
-                if control["type"] == "ping":
-                    await self._owner.send_event({"type": "pong"})
+                if isinstance(control, PingMessage):
+                    await self._owner.send_event(PongEvent())
         except ProtocolError as e:
             logger.bind(code=e.code).info("protocol error from client")
-            await self._owner.send_event(error_event(e.code, e.message))
+            await self._owner.send_event(ErrorEvent(code=e.code, message=e.message))
         return True
 
 
@@ -89,17 +94,11 @@ class VoicebotWebsocketTransport(FastAPIWebsocketTransport):
         super().__init__(websocket, params)
         self._websocket = websocket
         self.max_message_bytes = max_message_bytes
-        self._input = _ProtocolInputTransport(
-            owner=self,
-            transport=self,
-            client=self._client,
-            params=self._params,
-            name=self._input_name,
-        )
+        replace_websocket_input(self, lambda **parts: _ProtocolInputTransport(owner=self, **parts))
 
-    async def send_event(self, event: dict[str, Any]) -> None:
+    async def send_event(self, event: ServerEvent) -> None:
         """Send one JSON event to this client (a no-op once the socket is closing)."""
-        await self._client.send(json.dumps(event))
+        await websocket_client(self.input()).send(encode_event(event))
 
     async def close_too_big(self, size: int) -> None:
         reason = f"message of {size} bytes exceeds the {self.max_message_bytes}-byte limit"

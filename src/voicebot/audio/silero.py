@@ -1,0 +1,37 @@
+"""Silero VAD that borrows the process-wide ONNX session instead of loading its own.
+
+An ONNX session is stateless and safe to run from several threads; the recurrent
+state that must not be shared lives in each analyzer's `SileroOnnxModel` wrapper.
+"""
+
+from __future__ import annotations
+
+import onnxruntime
+from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+
+from voicebot.pipecat_compat import adopt_silero_session, init_shared_silero_analyzer
+
+
+class SileroStream(SileroOnnxModel):
+    """`SileroOnnxModel` with per-stream state around a session it does not own."""
+
+    def __init__(self, session: onnxruntime.InferenceSession) -> None:
+        # The parent's __init__ would create a new InferenceSession; take the shared one.
+        adopt_silero_session(self, session)
+
+
+class SharedSileroVADAnalyzer(SileroVADAnalyzer):
+    """Pipecat's Silero VAD analyzer over a shared ONNX session (no model load per session)."""
+
+    def __init__(
+        self,
+        *,
+        session: onnxruntime.InferenceSession,
+        sample_rate: int | None = None,
+        params: VADParams | None = None,
+    ) -> None:
+        # SileroVADAnalyzer.__init__ loads the model file; this borrows the shared session.
+        init_shared_silero_analyzer(
+            self, SileroStream(session), sample_rate=sample_rate, params=params
+        )

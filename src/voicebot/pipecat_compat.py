@@ -1,0 +1,151 @@
+"""Every place voicebot relies on Pipecat internals (private attributes, skipped __init__s).
+
+Pipecat is pinned (pyproject: pipecat-ai==1.14.0). Each function below names the private
+detail it depends on; tests/test_pipecat_compat.py checks each against the installed
+Pipecat and fails with a clear message when an upgrade moves one. Nothing else in
+voicebot touches a Pipecat private attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
+from pipecat.frames.frames import Frame
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.llm_service import LLMService
+from pipecat.services.tts_service import TTSService
+from pipecat.utils.text.base_text_aggregator import BaseTextAggregator
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+    from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.services.whisper.stt import WhisperSTTService
+    from pipecat.transports.websocket.fastapi import (
+        FastAPIWebsocketInputTransport,
+        FastAPIWebsocketTransport,
+    )
+
+PIPECAT_VERSION = "1.14.0"
+
+# The private names each function relies on, for the contract test: (owner, names).
+CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
+    "adopt_silero_session": (
+        "pipecat.audio.vad.silero.SileroOnnxModel",
+        ("session", "sample_rates", "reset_states"),
+    ),
+    "init_shared_silero_analyzer": (
+        "pipecat.audio.vad.silero.SileroVADAnalyzer",
+        ("_model", "_windows_since_reset", "_low_confidence_windows"),
+    ),
+    "init_shared_smart_turn": (
+        "pipecat.audio.turn.smart_turn.local_smart_turn_v3.LocalSmartTurnAnalyzerV3",
+        ("_session", "_log_data"),
+    ),
+    "init_tts_base_only": ("pipecat.services.tts_service.TTSService", ("__init__",)),
+    "replace_text_aggregator": (
+        "pipecat.services.tts_service.TTSService",
+        ("_text_aggregator",),
+    ),
+    "adopt_whisper_model": ("pipecat.services.whisper.stt.WhisperSTTService", ("_load", "_model")),
+    "answer_context": (
+        "pipecat.services.openai.base_llm.BaseOpenAILLMService",
+        ("_process_context",),
+    ),
+    "relay_pushes": ("pipecat.processors.frame_processor.FrameProcessor", ("push_frame",)),
+    "replace_websocket_input": (
+        "pipecat.transports.websocket.fastapi.FastAPIWebsocketTransport",
+        ("_client", "_params", "_input_name", "_input"),
+    ),
+    "websocket_input_receive_loop": (
+        "pipecat.transports.websocket.fastapi.FastAPIWebsocketInputTransport",
+        ("_receive_messages", "_client"),
+    ),
+}
+
+
+def adopt_silero_session(stream: SileroOnnxModel, session: onnxruntime.InferenceSession) -> None:
+    """Set up a `SileroOnnxModel` around a shared session (its __init__ would load its own)."""
+    stream.session = session
+    stream.sample_rates = [8000, 16000]
+    stream.reset_states()
+
+
+def init_shared_silero_analyzer(
+    analyzer: SileroVADAnalyzer,
+    model: SileroOnnxModel,
+    *,
+    sample_rate: int | None,
+    params: VADParams | None,
+) -> None:
+    """What `SileroVADAnalyzer.__init__` does, with `model` instead of a model file load."""
+    VADAnalyzer.__init__(analyzer, sample_rate=sample_rate, params=params)
+    analyzer._model = model
+    analyzer._windows_since_reset = 0
+    analyzer._low_confidence_windows = 0
+
+
+def init_shared_smart_turn(
+    analyzer: LocalSmartTurnAnalyzerV3,
+    session: onnxruntime.InferenceSession,
+    *,
+    sample_rate: int | None,
+    params: SmartTurnParams | None,
+) -> None:
+    """What `LocalSmartTurnAnalyzerV3.__init__` does, with a shared ONNX session."""
+    BaseSmartTurn.__init__(analyzer, sample_rate=sample_rate, params=params)
+    analyzer._log_data = False
+    analyzer._session = session
+
+
+def init_tts_base_only(service: TTSService, **kwargs: Any) -> None:
+    """Run only `TTSService.__init__` on a subclass whose own __init__ loads a model."""
+    TTSService.__init__(service, **kwargs)
+
+
+def replace_text_aggregator(
+    service: TTSService, make: Callable[[BaseTextAggregator], BaseTextAggregator]
+) -> None:
+    """Swap the text aggregator Pipecat 1.14 builds in `TTSService.__init__`."""
+    service._text_aggregator = make(service._text_aggregator)  # type: ignore[assignment]
+
+
+def adopt_whisper_model(service: WhisperSTTService, model: Any) -> None:
+    """Give Pipecat's Whisper service a loaded model (its `_load` would load one)."""
+    service._model = model
+
+
+def answer_context(service: LLMService[Any], context: LLMContext) -> Awaitable[None]:
+    """Run one LLM service's generation for `context` (what its process_frame calls)."""
+    process: Callable[[LLMContext], Awaitable[None]] = service._process_context  # type: ignore[attr-defined]
+    return process(context)
+
+
+Push = Callable[[Frame, FrameDirection], Awaitable[None]]
+
+
+def relay_pushes(service: LLMService[Any], push: Push) -> None:
+    """Route everything `service` pushes through `push` (it is owned, not linked)."""
+    service.push_frame = push  # type: ignore[method-assign, assignment]
+
+
+def replace_websocket_input(
+    transport: FastAPIWebsocketTransport, make: Callable[..., FastAPIWebsocketInputTransport]
+) -> None:
+    """Swap the input side Pipecat's FastAPI transport builds for `make(**its arguments)`."""
+    transport._input = make(
+        transport=transport,
+        client=transport._client,
+        params=transport._params,
+        name=transport._input_name,
+    )
+
+
+def websocket_client(transport: FastAPIWebsocketInputTransport) -> Any:
+    """The client wrapper a FastAPI input transport reads from (its receive loop is overridden:
+    `FastAPIWebsocketInputTransport._receive_messages`)."""
+    return transport._client

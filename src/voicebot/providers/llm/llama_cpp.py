@@ -1,0 +1,246 @@
+"""In-process llama.cpp LLM service: streams tokens from a shared GGUF model into the pipeline.
+
+Pipecat has no llama.cpp service; this one is a `LocalLLMService` (Pipecat's LLM base),
+so context aggregation, history and interruptions behave as for any Pipecat LLM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from loguru import logger
+
+from voicebot import model_files
+from voicebot.errors import ConfigError
+from voicebot.providers.llm.local import Emit, LocalLLMService, cpu_threads
+from voicebot.providers.spec import ProviderSpec
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+    from voicebot.config import Settings
+
+REBUILD_HINT = (
+    "rebuild it portably with deployment/build_llama_cpp.sh (./quick_start.sh does), "
+    "or see README_PIPECAT.md#llamacpp-builds"
+)
+
+
+@dataclass(frozen=True)
+class LlamaBuild:
+    """How the installed llama.cpp was compiled, from `llama_print_system_info()`."""
+
+    system_info: str
+    features: dict[str, bool]
+
+    @classmethod
+    def installed(cls) -> LlamaBuild:
+        import llama_cpp
+
+        info = llama_cpp.llama_print_system_info()
+        text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
+        return cls.parse(text)
+
+    @classmethod
+    def parse(cls, text: str) -> LlamaBuild:
+        features = {
+            name: value == "1" for name, value in re.findall(r"([A-Z0-9_]+) = ([01])", text)
+        }
+        return cls(text.strip(), features)
+
+    @property
+    def amx(self) -> bool:
+        """AMX kernels compiled in: llama.cpp then repacks weights for them and, on Intel
+        CPUs with AMX, can segfault in ggml_backend_amx_mul_mat (llama.cpp issue 20824)."""
+        return any(on for name, on in self.features.items() if name.startswith("AMX"))
+
+    def missing_on(self, cpu_flags: set[str]) -> list[str]:
+        """Instruction sets compiled in that this CPU lacks (the wheel would die with SIGILL)."""
+        needs = {"AVX": "avx", "AVX2": "avx2", "F16C": "f16c", "FMA": "fma", "AVX512": "avx512f"}
+        needs |= {"AVX512_VNNI": "avx512_vnni", "AVX_VNNI": "avx_vnni", "AMX_INT8": "amx_int8"}
+        return [
+            name
+            for name, flag in needs.items()
+            if self.features.get(name) and flag not in cpu_flags
+        ]
+
+
+ExtraBuffers = Literal["if_safe", "on", "off"]
+
+
+def use_extra_buffers(setting: ExtraBuffers, build: LlamaBuild) -> bool:
+    """Whether to let llama.cpp repack weights into extra buffer types (AMX and others)."""
+    if setting != "if_safe":
+        return setting == "on"
+    return not build.amx
+
+
+_default_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_extra_buffers() -> Iterator[None]:
+    """Make `Llama()` load with `use_extra_bufts = False`: weights stay in plain CPU buffers.
+
+    llama-cpp-python builds its model parameters from `llama_model_default_params()` and
+    offers no argument for this field, so the default is adjusted while the model loads.
+    """
+    from llama_cpp import llama_cpp as native
+
+    original = native.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    with _default_params_lock:
+        native.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = original
+
+
+def load_llama(
+    path: Path,
+    *,
+    n_ctx: int,
+    n_threads: int,
+    gpu_layers: int,
+    extra_buffers: ExtraBuffers = "if_safe",
+) -> Llama:
+    """Load a GGUF so that it runs on this CPU whichever way llama.cpp was built."""
+    from llama_cpp import Llama
+
+    build = LlamaBuild.installed()
+    plain = not use_extra_buffers(extra_buffers, build)
+    if plain and build.amx and extra_buffers == "if_safe":
+        logger.bind(hint=REBUILD_HINT).warning(
+            "llama.cpp was built with AMX, whose weight repacking can crash on Intel CPUs: "
+            "loading without extra buffer types (slower prompt processing)"
+        )
+    with _without_extra_buffers() if plain else contextlib.nullcontext():
+        return Llama(
+            model_path=str(path),
+            n_gpu_layers=gpu_layers,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            verbose=False,
+        )
+
+
+@dataclass
+class LlamaCppModel:
+    """A llama.cpp model loaded once per process, with the lock that serialises its use.
+
+    A `Llama` instance is not thread-safe: generations from concurrent sessions take
+    turns on `lock`.
+    """
+
+    llama: Llama
+    name: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LlamaCppLLMService(LocalLLMService):
+    """Streams chat completions from a llama.cpp model shared by every session.
+
+    llama.cpp reuses the KV cache for the longest common prompt prefix (the system prompt
+    and earlier turns of the same session) and re-evaluates the rest, so switching between
+    unrelated conversations stays correct. An interruption stops the generating thread at
+    the next token, releasing the model's lock.
+    """
+
+    def __init__(self, *, model: LlamaCppModel, **kwargs: Any) -> None:
+        super().__init__(model_name=model.name, **kwargs)
+        self._model = model
+
+    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
+        max_tokens = self._settings.max_tokens
+        temperature = self._settings.temperature
+        with self._model.lock:
+            stream: Any = self._model.llama.create_chat_completion(
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+                temperature=temperature if isinstance(temperature, float) else 0.3,
+                stream=True,
+            )
+            for chunk in stream:
+                if stop.is_set():
+                    break
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    emit(text)
+
+
+def _model_file(settings: Settings) -> Path:
+    return model_files.gguf_file(settings.llm.llama_cpp.model_path, "llm.llama_cpp.model_path")
+
+
+def _check(settings: Settings) -> None:
+    _model_file(settings)
+    llm, n_ctx = settings.llm, settings.llm.llama_cpp.n_ctx
+    # The history budget, the reply and the system prompt must fit the window together.
+    if llm.max_history_tokens + llm.max_tokens + 256 > n_ctx:
+        raise ConfigError(
+            f"llm.max_history_tokens ({llm.max_history_tokens}) + llm.max_tokens "
+            f"({llm.max_tokens}) + 256 for the system prompt exceed llm.llama_cpp.n_ctx "
+            f"({n_ctx}); raise llm.llama_cpp.n_ctx or lower the others"
+        )
+
+
+def _load(settings: Settings) -> LlamaCppModel:
+    section = settings.llm.llama_cpp
+    path = _model_file(settings)
+    llama = load_llama(
+        path,
+        n_ctx=section.n_ctx,
+        n_threads=section.n_threads or cpu_threads(),
+        gpu_layers=section.gpu_layers if isinstance(section.gpu_layers, int) else 0,
+        extra_buffers=section.extra_buffers,
+    )
+    return LlamaCppModel(llama, path.stem)
+
+
+def _warm(model: LlamaCppModel) -> None:
+    with model.lock:
+        for _ in model.llama.create_chat_completion(
+            messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True
+        ):
+            pass
+
+
+def _build(settings: Settings, model: LlamaCppModel) -> LlamaCppLLMService:
+    llm = settings.llm
+    return LlamaCppLLMService(
+        model=model,
+        max_tokens=llm.max_tokens,
+        temperature=llm.temperature,
+        system_instruction=llm.system_prompt,
+    )
+
+
+def _vram_mib(settings: Settings) -> int:
+    # Weights plus KV cache and scratch at the default context.
+    return int(_model_file(settings).stat().st_size / 2**20 * 1.2)
+
+
+SPEC = ProviderSpec(
+    id="llama_cpp",
+    stage="llm",
+    extra="llama-cpp",
+    requires=("llama_cpp",),
+    check=_check,
+    load=_load,
+    warm=_warm,
+    build=_build,
+    describe=lambda settings: _model_file(settings).stem,
+    vram_mib=_vram_mib,
+)

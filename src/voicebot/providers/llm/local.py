@@ -1,0 +1,165 @@
+"""Base for in-process LLMs: the context becomes chat messages, a worker thread generates,
+and pieces of the reply stream into the pipeline as they are produced."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter
+from pipecat.frames.frames import (
+    Frame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    MetricsFrame,
+)
+from pipecat.metrics.metrics import LLMTokenUsage
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.llm_service import LLMService
+from pipecat.services.settings import LLMSettings
+from pipecat.utils.types import assert_given
+
+from voicebot.observability.metrics_data import TokensPerSecondMetricsData
+
+_END = object()
+
+
+def cpu_threads(configured: int = 0) -> int:
+    """Threads for CPU inference: `configured`, or every core this process may use."""
+    return configured or max(1, os.cpu_count() or 1)
+
+
+Emit = Callable[[str], None]
+
+
+class LocalLLMService(LLMService[OpenAILLMAdapter]):
+    """Pipecat's LLM base for a model in this process; subclasses implement `_generate`.
+
+    Pipecat's OpenAI adapter turns the context into chat messages, so history, system
+    prompt and interruptions behave as for any Pipecat LLM. `_generate` runs in a worker
+    thread and hands each piece to `emit`; an interruption cancels the streaming
+    coroutine, which sets `stop` so the thread ends at its next piece and frees the model.
+    """
+
+    adapter_class = OpenAILLMAdapter
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        system_instruction: str | None = None,
+        max_tokens: int = 80,
+        temperature: float = 0.3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            settings=LLMSettings(
+                model=model_name,
+                system_instruction=system_instruction,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                top_p=None,
+                top_k=None,
+                frequency_penalty=None,
+                presence_penalty=None,
+                seed=None,
+                filter_incomplete_user_turns=False,
+                user_turn_completion_config=None,
+            ),
+            **kwargs,
+        )
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
+        """Produce the reply to `messages` piece by piece (called in a worker thread)."""
+        raise NotImplementedError
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame):
+            await self.push_frame(LLMFullResponseStartFrame())
+            await self.start_processing_metrics()
+            try:
+                await self._process_context(frame.context)
+            except Exception as e:
+                await self.push_error(error_msg=f"{self.name} generation failed: {e}", exception=e)
+            finally:
+                await self.stop_processing_metrics()
+                await self.push_frame(LLMFullResponseEndFrame())
+        else:
+            await self.push_frame(frame, direction)
+
+    async def _messages(self, context: LLMContext) -> list[dict[str, Any]]:
+        params = await self.get_llm_adapter().get_llm_invocation_params(
+            context,
+            system_instruction=assert_given(self._settings.system_instruction),
+            convert_developer_to_user=True,
+        )
+        messages: list[dict[str, Any]] = []
+        for message in params["messages"]:
+            content = message.get("content")
+            if not isinstance(content, str):
+                # Chat templates of small local models expect plain strings, not parts.
+                parts: Any = content or []
+                content = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+            messages.append({"role": message["role"], "content": content})
+        return messages
+
+    async def _process_context(self, context: LLMContext) -> None:
+        """Stream the reply to `context`; raises what the model raised."""
+        messages = await self._messages(context)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(piece: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, piece)
+
+        def run() -> None:
+            try:
+                self._generate(messages, emit, stop)
+            except Exception as e:
+                loop.call_soon_threadsafe(queue.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        await self.start_ttfb_metrics()
+        worker = loop.run_in_executor(None, run)
+        first: float | None = None
+        pieces = 0
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                if first is None:
+                    first = time.perf_counter()
+                    await self.stop_ttfb_metrics()
+                pieces += 1
+                await self._push_llm_text(item)
+        finally:
+            stop.set()
+        await worker
+        logger.bind(pieces=pieces).debug("local LLM reply streamed")
+        await self._report_usage(first, pieces)
+
+    async def _report_usage(self, first: float | None, pieces: int) -> None:
+        elapsed = time.perf_counter() - first if first is not None else 0.0
+        if pieces > 1 and elapsed > 0:
+            speed = TokensPerSecondMetricsData(
+                processor=self.name,
+                model=self._settings.model,
+                value=round((pieces - 1) / elapsed, 1),
+            )
+            await self.push_frame(MetricsFrame(data=[speed]))
+        await self.start_llm_usage_metrics(
+            LLMTokenUsage(prompt_tokens=0, completion_tokens=pieces, total_tokens=pieces)
+        )

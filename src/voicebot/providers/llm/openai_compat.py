@@ -1,0 +1,85 @@
+"""What Groq and vLLM share: Pipecat's OpenAI-compatible services, bounded for voice.
+
+A voice turn cannot wait: requests time out after `request_timeout_secs` without a byte,
+the OpenAI client's own retries (which honour `retry-after`, up to a minute) are off,
+and at most one quick retry is made, only for a dropped connection or a 5xx. A 429
+or a timeout fails at once, so the fallback LLM can answer the same turn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from openai import (
+    APIConnectionError,
+    APITimeoutError,
+    AsyncOpenAI,
+    AsyncStream,
+    DefaultAsyncHttpxClient,
+    InternalServerError,
+    Timeout,
+)
+from openai.types.chat import ChatCompletionChunk
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.services.openai.base_llm import BaseOpenAILLMService, OpenAILLMSettings
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
+
+CONNECT_TIMEOUT_S = 1.0
+QUICK_RETRY_WAIT_S = 0.1
+
+if TYPE_CHECKING:
+    from voicebot.config import Settings
+
+
+def openai_settings(settings: Settings, model: str) -> OpenAILLMSettings:
+    llm = settings.llm
+    return BaseOpenAILLMService.Settings(
+        model=model,
+        max_tokens=llm.max_tokens,
+        temperature=llm.temperature,
+        system_instruction=llm.system_prompt,
+    )
+
+
+def _worth_a_quick_retry(error: BaseException) -> bool:
+    if isinstance(error, APITimeoutError):
+        return False  # the time budget is already spent
+    return isinstance(error, (APIConnectionError, InternalServerError))
+
+
+class VoiceBounds:
+    """Client settings and retry policy for a subclass of Pipecat's OpenAI-compatible LLMs."""
+
+    _request_timeout_secs: float = 3.0
+
+    def create_client(
+        self,
+        api_key: Any = None,
+        base_url: Any = None,
+        organization: Any = None,
+        project: Any = None,
+        default_headers: Any = None,
+        **kwargs: Any,
+    ) -> AsyncOpenAI:
+        return AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            organization=organization,
+            project=project,
+            max_retries=0,
+            timeout=Timeout(self._request_timeout_secs, connect=CONNECT_TIMEOUT_S),
+            http_client=DefaultAsyncHttpxClient(),
+            default_headers=default_headers,
+        )
+
+    async def get_chat_completions(self, context: LLMContext) -> AsyncStream[ChatCompletionChunk]:
+        parent: Any = super()
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(2),
+            wait=wait_fixed(QUICK_RETRY_WAIT_S),
+            retry=retry_if_exception(_worth_a_quick_retry),
+            reraise=True,
+        ):
+            with attempt:
+                return await parent.get_chat_completions(context)
+        raise AssertionError("unreachable")

@@ -1,0 +1,165 @@
+"""faster-whisper STT for Pipecat: a segmented STT service over the process-wide WhisperEngine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from loguru import logger
+from pipecat.frames.frames import Frame, MetricsFrame, TranscriptionFrame
+from pipecat.services.whisper.stt import WhisperSTTService, WhisperSTTSettings
+from pipecat.transcriptions.language import Language
+from pipecat.utils.time import time_now_iso8601
+
+from voicebot import model_files
+from voicebot.errors import ConfigError
+from voicebot.observability.metrics_data import RTFMetricsData
+from voicebot.pipecat_compat import adopt_whisper_model
+from voicebot.providers.llm.local import cpu_threads
+from voicebot.providers.spec import ProviderSpec
+from voicebot.providers.stt.whisper_decode import WhisperBackend
+from voicebot.providers.stt.whisper_engine import EngineOptions, WhisperEngine
+
+if TYPE_CHECKING:
+    from voicebot.config import Settings
+
+
+class FasterWhisperSTTService(WhisperSTTService):
+    """Pipecat's segmented Whisper service, transcribing through a shared `WhisperEngine`.
+
+    Pipecat buffers the user's audio between VAD start and stop and hands the segment to
+    `run_stt`. The parent loads a model in `__init__` (`_load`); here `_load` adopts the
+    engine's model, so a session costs no model load, and utterances from concurrent
+    sessions are batched by the engine. Each transcript reports its real-time factor.
+    """
+
+    _settings: WhisperSTTSettings
+
+    def __init__(self, *, engine: WhisperEngine, language: str = "en", **kwargs: Any) -> None:
+        self._engine = engine
+        super().__init__(
+            # Whisper tiny.en on 2 CPU cores: ~0.3 s for a short question, ~0.6 s worst case.
+            ttfs_p99_latency=0.6,
+            settings=WhisperSTTService.Settings(
+                model=engine.description["model"],
+                language=Language(language),
+                no_speech_prob=engine.options.no_speech_prob,
+            ),
+            **kwargs,
+        )
+
+    def _load(self) -> None:
+        adopt_whisper_model(self, self._engine.model)
+        unsupported = self._unsupported_language()
+        if unsupported:
+            raise ValueError(unsupported)
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
+        """Transcribe one VAD-delimited segment of 16-bit PCM."""
+        samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
+        await self.start_processing_metrics()
+        try:
+            result = await self._engine.transcribe(samples)
+        except Exception as e:  # ctranslate2 raises RuntimeError for device/compute failures
+            await self.push_error(error_msg=f"Whisper transcription failed: {e}", exception=e)
+            return
+        finally:
+            await self.stop_processing_metrics()
+        if result.batch_size:
+            rtf = RTFMetricsData(processor=self.name, model=result.model, value=result.rtf)
+            await self.push_frame(MetricsFrame(data=[rtf]))
+        if not result.text:
+            return
+        logger.bind(stt_chars=len(result.text), batch=result.batch_size).debug("transcribed")
+        language = Language(result.language) if result.language else None
+        await self._handle_transcription(result.text, True, language)
+        yield TranscriptionFrame(result.text, self._user_id, time_now_iso8601(), language)
+
+
+def load_engine(settings: Settings) -> WhisperEngine:
+    """The shared Whisper engine for `stt.*`; a GPU that fails to load it leaves it on the CPU."""
+    from faster_whisper import WhisperModel
+
+    from voicebot.audio.sessions import load_silero_session
+
+    stt = settings.stt
+    model_dir = model_files.whisper_model_dir(settings)
+    name = stt.model_path.name if stt.model_path else stt.model
+    threads = cpu_threads(stt.cpu_threads)
+    device, compute_type = stt.device, stt.compute_type
+    index = stt.device_index if isinstance(stt.device_index, int) else 0
+    try:
+        model = WhisperModel(
+            str(model_dir),
+            device=device,
+            device_index=index,
+            compute_type=compute_type,
+            cpu_threads=threads,
+            local_files_only=True,
+        )
+    except (RuntimeError, ValueError, OSError) as e:
+        if device != "cuda":
+            raise
+        logger.bind(reason=str(e)).error(
+            "Whisper could not load on CUDA: running on the CPU (int8)"
+        )
+        device, compute_type = "cpu", "int8"
+        model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
+
+    def cpu_fallback() -> WhisperBackend:
+        small = model_files.find_whisper("tiny.en", settings) or model_dir
+        fallback = WhisperModel(str(small), device="cpu", compute_type="int8", cpu_threads=threads)
+        return WhisperBackend(fallback, small.name if small != model_dir else name, "cpu", "int8")
+
+    batch = stt.batch_size if isinstance(stt.batch_size, int) else 1
+    return WhisperEngine(
+        model,
+        name=name,
+        device=device,
+        compute_type=compute_type,
+        options=EngineOptions(
+            language=stt.language,
+            no_speech_prob=stt.no_speech_prob,
+            log_prob_threshold=stt.log_prob_threshold,
+            compression_ratio_threshold=stt.compression_ratio_threshold,
+            max_utterance_secs=stt.max_utterance_secs,
+            # On a CPU a batch costs as much as its parts and everyone in it waits for the
+            # slowest (measured: no throughput gain, higher mean latency), so auto picks 1.
+            max_batch_size=max(batch, 1),
+        ),
+        vad_session=load_silero_session(),
+        fallback=cpu_fallback if device == "cuda" else None,
+    )
+
+
+def _check(settings: Settings) -> None:
+    for key in ("model", "device", "compute_type"):
+        if getattr(settings.stt, key) == "auto":
+            raise ConfigError(
+                f"stt.{key} is still 'auto': resolve the settings with voicebot.autotune first"
+            )
+    model_files.whisper_model_dir(settings)
+
+
+def _build(settings: Settings, engine: WhisperEngine) -> FasterWhisperSTTService:
+    return FasterWhisperSTTService(engine=engine, language=settings.stt.language)
+
+
+def _describe(settings: Settings) -> str:
+    stt = settings.stt
+    name = stt.model_path.name if stt.model_path else stt.model
+    return f"{name} ({stt.device}/{stt.compute_type})"
+
+
+SPEC = ProviderSpec(
+    id="whisper",
+    stage="stt",
+    extra="whisper",
+    requires=("faster_whisper",),
+    check=_check,
+    load=load_engine,
+    warm=lambda engine: engine.warm(),
+    build=_build,
+    describe=_describe,
+)

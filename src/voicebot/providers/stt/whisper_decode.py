@@ -1,0 +1,151 @@
+"""Whisper decoding for the engine: one greedy pass, hallucination filters, CUDA-OOM healing."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from loguru import logger
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+    from voicebot.providers.stt.whisper_engine import EngineOptions, EngineStats
+
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class WhisperBackend:
+    """A loaded model and what it runs on; batched decoding is set up on first use."""
+
+    model: WhisperModel
+    name: str
+    device: str
+    compute_type: str
+    batched: Any = None
+
+    def pipeline(self) -> Any:
+        if self.batched is None:
+            from faster_whisper import BatchedInferencePipeline
+
+            self.batched = BatchedInferencePipeline(self.model)
+        return self.batched
+
+    @property
+    def description(self) -> dict[str, str]:
+        return {"model": self.name, "device": self.device, "compute_type": self.compute_type}
+
+
+# Loads the smaller CPU model used once CUDA has run out of memory twice.
+FallbackLoader = Callable[[], WhisperBackend]
+
+
+def is_cuda_oom(error: BaseException) -> bool:
+    """CTranslate2 reports CUDA OOM as `RuntimeError: CUDA failed with error out of memory`."""
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+class WhisperDecoder:
+    """Decodes utterances with the current backend; heals from CUDA OOM.
+
+    Decoding is a single greedy pass (temperature 0, no fallback re-decodes): a retry at
+    a higher temperature can cost seconds, and what it would rescue the filters drop anyway.
+    Segments that look hallucinated (high no-speech probability, low log-probability,
+    repetitive) are dropped.
+    """
+
+    def __init__(
+        self,
+        backend: WhisperBackend,
+        options: EngineOptions,
+        stats: EngineStats,
+        fallback: FallbackLoader | None = None,
+    ) -> None:
+        self.backend = backend
+        self._options = options
+        self._stats = stats
+        self._fallback = fallback
+
+    def decode_healing(self, utterances: list[np.ndarray]) -> list[str]:
+        """Decode; on CUDA OOM retry once in smaller batches, then fall back to the CPU model."""
+        try:
+            return self.decode(utterances)
+        except RuntimeError as e:
+            if not is_cuda_oom(e):
+                raise
+            gc.collect()
+            self._stats.oom_retries += 1
+            smaller = max(1, len(utterances) // 2)
+            logger.bind(batch=len(utterances), retry_batch=smaller).warning(
+                "CUDA out of memory in Whisper: retrying with a smaller batch"
+            )
+        try:
+            texts: list[str] = []
+            for i in range(0, len(utterances), smaller):
+                texts.extend(self.decode(utterances[i : i + smaller]))
+            return texts
+        except RuntimeError as e:
+            if not is_cuda_oom(e) or self._fallback is None:
+                raise
+        self._degrade()
+        return self.decode(utterances)
+
+    def _degrade(self) -> None:
+        assert self._fallback is not None
+        before = self.backend.description
+        self.backend = self._fallback()
+        self._fallback = None
+        self._stats.fallbacks += 1
+        gc.collect()
+        logger.bind(before=before, after=self.backend.description).error(
+            "CUDA out of memory again: Whisper now runs on the fallback model"
+        )
+
+    def decode(self, utterances: list[np.ndarray]) -> list[str]:
+        o = self._options
+        if len(utterances) == 1:
+            segments, _ = self.backend.model.transcribe(
+                utterances[0],
+                language=o.language,
+                beam_size=o.beam_size,
+                temperature=0.0,
+                condition_on_previous_text=False,
+                without_timestamps=True,
+                vad_filter=False,
+            )
+            return [self._join(list(segments))]
+        bounds, offset = [], 0
+        for u in utterances:
+            bounds.append((offset / SAMPLE_RATE, (offset + len(u)) / SAMPLE_RATE))
+            offset += len(u)
+        segments, _ = self.backend.pipeline().transcribe(
+            np.concatenate(utterances),
+            language=o.language,
+            beam_size=o.beam_size,
+            temperature=0.0,
+            without_timestamps=True,
+            clip_timestamps=[{"start": s, "end": e} for s, e in bounds],
+            batch_size=len(utterances),
+        )
+        per_clip: list[list[Any]] = [[] for _ in utterances]
+        starts = np.array([s for s, _ in bounds])
+        for segment in segments:
+            # Segment times are rounded to 10 ms; the clip that starts at or just before is it.
+            index = int(np.searchsorted(starts, segment.start + 0.02, side="right")) - 1
+            per_clip[max(index, 0)].append(segment)
+        return [self._join(clip) for clip in per_clip]
+
+    def _join(self, segments: list[Any]) -> str:
+        o = self._options
+        kept = [
+            s.text.strip()
+            for s in segments
+            if s.no_speech_prob < o.no_speech_prob
+            and s.avg_logprob >= o.log_prob_threshold
+            and s.compression_ratio <= o.compression_ratio_threshold
+        ]
+        return " ".join(t for t in kept if t).strip()

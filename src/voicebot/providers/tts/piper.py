@@ -1,0 +1,123 @@
+"""Piper TTS over the process-wide voice: sentence-by-sentence synthesis, no per-session load."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipecat.frames.frames import Frame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+
+from voicebot import model_files
+from voicebot.audio.pcm import trim_leading_silence
+from voicebot.providers.spec import ProviderSpec
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+    from voicebot.config import Settings
+
+
+@dataclass
+class PiperTTSSettings(TTSSettings):
+    """Runtime settings for `PiperTTSService` (voice changes need a restart)."""
+
+
+class PiperTTSService(TTSService):
+    """Local Piper synthesis with a `PiperVoice` loaded once per process.
+
+    Pipecat's own `PiperTTSService` loads (and may download) the voice in `__init__`,
+    which would put a model load on every session; this one borrows the shared voice.
+    Piper runs on ONNX Runtime, whose sessions are thread-safe, so sessions synthesise
+    concurrently. Each text Pipecat hands over (one sentence) is synthesised off the
+    event loop and streamed out chunk by chunk, resampled to the pipeline's rate.
+    """
+
+    Settings = PiperTTSSettings
+    _settings: PiperTTSSettings
+
+    def __init__(self, *, voice: PiperVoice, voice_name: str, **kwargs: Any) -> None:
+        super().__init__(
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=self.Settings(model=None, voice=voice_name, language=None),
+            **kwargs,
+        )
+        self._voice = voice
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def _chunks(self, text: str) -> AsyncIterator[bytes]:
+        chunks: Iterator[Any] = iter(self._voice.synthesize(text))
+        rate = self._voice.config.sample_rate
+        leading = True
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            audio = chunk.audio_int16_bytes
+            if leading:
+                # Piper starts every utterance with ~40-50 ms of silence.
+                audio = trim_leading_silence(audio, rate)
+                leading = not audio
+            if audio:
+                yield audio
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        """Synthesise `text`, yielding audio frames as each Piper chunk is ready."""
+        await self.start_tts_usage_metrics(text)
+        try:
+            async for frame in self._stream_audio_frames_from_iterator(
+                self._chunks(text),
+                in_sample_rate=self._voice.config.sample_rate,
+                context_id=context_id,
+            ):
+                await self.stop_ttfb_metrics()
+                yield frame
+        except Exception as e:  # onnxruntime / espeak failures surface as plain exceptions
+            await self.push_error(error_msg=f"Piper synthesis failed: {e}", exception=e)
+        finally:
+            await self.stop_ttfb_metrics()
+
+
+def _voice_file(settings: Settings) -> Path:
+    piper = settings.tts.piper
+    return model_files.piper_voice_file(piper.voice, piper.voice_dir)
+
+
+def _load(settings: Settings) -> PiperVoice:
+    from piper import PiperVoice
+
+    return PiperVoice.load(_voice_file(settings), use_cuda=settings.tts.device == "cuda")
+
+
+def _synthesize(_settings: Settings, voice: PiperVoice, text: str) -> tuple[bytes, int]:
+    pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text))
+    rate = int(voice.config.sample_rate)
+    return trim_leading_silence(pcm, rate), rate
+
+
+def _check(settings: Settings) -> None:
+    _voice_file(settings)
+
+
+def _warm(voice: PiperVoice) -> None:
+    for _ in voice.synthesize("Hello."):
+        pass
+
+
+SPEC = ProviderSpec(
+    id="piper",
+    stage="tts",
+    extra="piper",
+    requires=("piper",),
+    check=_check,
+    load=_load,
+    warm=_warm,
+    build=lambda settings, voice: PiperTTSService(voice=voice, voice_name=settings.tts.piper.voice),
+    describe=lambda settings: settings.tts.piper.voice,
+    sample_rate=lambda _settings, voice: int(voice.config.sample_rate),
+    synthesize=_synthesize,
+)

@@ -1,0 +1,141 @@
+"""The FastAPI app: loads and warms the shared models once, then routes sessions to them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse, RedirectResponse
+from loguru import logger
+
+from voicebot.config import Settings
+from voicebot.models import SharedModels
+from voicebot.observability.events import ProtocolEventObserver
+from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
+from voicebot.providers import spec as providers
+from voicebot.providers.tts.stage import output_sample_rate
+from voicebot.session import run_session
+from voicebot.transports.webrtc import WebRTCRoutes
+from voicebot.transports.websocket import VoicebotWebsocketTransport
+
+# RFC 6455: "try again later", for clients that connect while models are loading.
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class ModelState:
+    """The shared models and how far their loading has got."""
+
+    def __init__(self) -> None:
+        self.models: SharedModels | None = None
+        self.error: str | None = None
+        self.warm_ms: dict[str, float] = {}
+
+    async def load(self, settings: Settings) -> None:
+        try:
+            models = await asyncio.to_thread(SharedModels.load, settings)
+            self.warm_ms = await asyncio.to_thread(models.warm)
+        except Exception as e:  # reported by /health; the server stays up to say so
+            self.error = f"{type(e).__name__}: {e}"
+            logger.bind(error=self.error).error("model loading failed")
+            return
+        self.models = models
+
+
+def create_app(
+    settings: Settings,
+    *,
+    models: SharedModels | None = None,
+    decisions: dict[str, str] | None = None,
+) -> FastAPI:
+    """The voicebot app for resolved `settings` (see voicebot.autotune).
+
+    Pass `models` to reuse already-warm models (tests, `talk`); `decisions` are the
+    auto-tuning reasons, shown by /config.
+    """
+    state = ModelState()
+    webrtc = WebRTCRoutes(lambda: state.models, settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        loader: asyncio.Task[None] | None = None
+        if models is not None:
+            state.models = models
+        else:
+            # Fail start-up at once, naming the setting, if a model file is missing;
+            # the slow load then runs while /health answers 503.
+            providers.check(settings)
+            loader = asyncio.create_task(state.load(settings))
+        yield
+        await webrtc.close()
+        if loader is not None and not loader.done():
+            loader.cancel()
+
+    app = FastAPI(title="voicebot", lifespan=lifespan)
+    app.state.models = state
+    app.include_router(webrtc.router)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if state.models is None:
+            body: dict[str, Any] = {"status": "failed" if state.error else "loading"}
+            if state.error:
+                body["error"] = state.error
+            return JSONResponse(body, status_code=503)
+        stt = state.models.stt
+        return JSONResponse(
+            {
+                "status": "ok",
+                "running": state.models.running,
+                "load_ms": {k: round(v) for k, v in state.models.load_ms.items()},
+                "warm_ms": {k: round(v) for k, v in state.warm_ms.items()},
+                "stt": {**stt.description, **stt.stats.summary()},
+            }
+        )
+
+    @app.get("/config")
+    async def config() -> dict[str, Any]:
+        return {**settings.redacted(), "auto": decisions or {}}
+
+    @app.websocket("/ws")
+    async def ws_session(websocket: WebSocket) -> None:
+        await websocket.accept()
+        shared = state.models
+        if shared is None:
+            not_ready = ErrorEvent(
+                code="not_ready", message="models are still loading; retry when /health is 200"
+            )
+            await websocket.send_text(encode_event(not_ready))
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="models loading")
+            return
+        session_id = uuid.uuid4().hex[:12]
+        transport = VoicebotWebsocketTransport(
+            websocket,
+            max_message_bytes=settings.server.max_message_bytes,
+            audio_out_sample_rate=output_sample_rate(settings, shared),
+        )
+        ready = ReadyEvent(sample_rate=output_sample_rate(settings, shared), session_id=session_id)
+        await websocket.send_text(encode_event(ready))
+        observer = ProtocolEventObserver(sink=transport.send_event)
+        await run_session(transport, shared, settings, session_id=session_id, observers=[observer])
+
+    _mount_client(app)
+    return app
+
+
+def _mount_client(app: FastAPI) -> None:
+    """Serve Pipecat's prebuilt SmallWebRTC browser client at /client."""
+    # The package prints where it looks for its files; keep stdout clean for --json output.
+    with contextlib.redirect_stdout(sys.stderr):
+        from pipecat_ai_small_webrtc_prebuilt.frontend import SmallWebRTCPrebuiltUI
+
+    app.mount("/client", SmallWebRTCPrebuiltUI)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse(url="/client/")
