@@ -1,23 +1,22 @@
-"""Shared fixtures: the real bundled models, loaded once, and a real server on 127.0.0.1."""
+"""Shared fixtures: the real bundled models, loaded once, and a real server on 127.0.0.1.
+
+Plain helper functions live in tests/helpers.py (re-exported here for older imports).
+"""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import numpy as np
 import pynvml
 import pytest
 
 from tests import nvml_readings as cards
+from tests.helpers import REPO, VOICEBOT, free_port, run_voicebot, tweak, wait_for_status
 from voicebot.autotune import resolve
 from voicebot.config import Settings, load_settings
 from voicebot.models import SharedModels
@@ -25,24 +24,11 @@ from voicebot.tools.client import load_pcm16k
 from voicebot.tools.local_server import LocalServer
 from voicebot.tools.samples import QUESTIONS, synthesise_questions
 
-REPO = Path(__file__).resolve().parent.parent
-VOICEBOT = str(Path(sys.executable).with_name("voicebot"))
-
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """The default settings, auto-tuned for this machine (CPU here, the GPU where there is one)."""
     return resolve(load_settings()).settings
-
-
-def tweak(settings: Settings, **sections: dict[str, Any]) -> Settings:
-    """`settings` with some fields of some sections replaced: tweak(s, stt={"model": "base"})."""
-    return settings.model_copy(
-        update={
-            name: getattr(settings, name).model_copy(update=values)
-            for name, values in sections.items()
-        }
-    )
 
 
 @pytest.fixture(scope="session")
@@ -75,26 +61,6 @@ async def server(settings: Settings, models: SharedModels) -> AsyncIterator[Loca
         yield running
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def run_voicebot(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    """Run the installed `voicebot` console script and capture its output."""
-    return subprocess.run(
-        [VOICEBOT, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=REPO,
-    )
-
-
 @pytest.fixture
 def serve_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`voicebot serve` as a separate process on a free port; yields (process, base URL)."""
@@ -115,23 +81,6 @@ def serve_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def wait_for_status(url: str, timeout_s: float = 120) -> list[int]:
-    """Poll GET /health until it answers 200; returns every status seen on the way."""
-    seen: list[int] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            status = httpx.get(f"{url}/health", timeout=2).status_code
-        except httpx.TransportError:
-            time.sleep(0.05)
-            continue
-        seen.append(status)
-        if status == 200:
-            return seen
-        time.sleep(0.05)
-    raise TimeoutError(f"{url}/health did not turn 200 within {timeout_s} s (saw {seen})")
 
 
 @pytest.fixture
@@ -162,3 +111,35 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> Any:
         )
 
     return install
+
+
+# Fixtures that load the real models or start a server: a test using one is `slow`.
+SLOW_FIXTURES = frozenset(
+    {
+        "models",
+        "server",
+        "question_wavs",
+        "question_pcm",
+        "serve_process",
+        "voices",
+        "transformers_llm",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests over real models `slow`; `gpu` tests skip, saying why, where NVML sees no GPU."""
+    from voicebot.gpu import read_nvml
+
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu_tests and not read_nvml().gpus:
+        skip = pytest.mark.skip(reason="no NVIDIA GPU on this machine (NVML finds none)")
+        for item in gpu_tests:
+            item.add_marker(skip)
+
+
+__all__ = ["REPO", "VOICEBOT", "free_port", "run_voicebot", "tweak", "wait_for_status"]

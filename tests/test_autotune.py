@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests import nvml_readings as cards
-from tests.conftest import REPO, run_voicebot
+from tests.helpers import REPO, run_voicebot
 from voicebot.autotune import autotune
 from voicebot.config import Settings, load_settings
 from voicebot.gpu import CudaStatus, GpuReport, read_nvml
@@ -132,6 +132,7 @@ def test_explicit_values_always_win(
     assert not {"stt.compute_type", "stt.batch_size", "stt.model", "stt.device"} & reasons.keys()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
 @pytest.mark.parametrize("gpu", [None, "T4", "H100"])
 def test_every_profile_loads_and_tunes(profile: Path, gpu: str | None) -> None:
@@ -145,6 +146,7 @@ def test_every_profile_loads_and_tunes(profile: Path, gpu: str | None) -> None:
     assert "auto" not in json.dumps(shown["config"]["stt"]), "an auto value was left unresolved"
 
 
+@pytest.mark.slow
 def test_config_show_names_each_source(tmp_path: Path) -> None:
     profile = tmp_path / "p.yaml"
     profile.write_text("llm:\n  max_tokens: 42\n")
@@ -171,6 +173,7 @@ def test_config_show_names_each_source(tmp_path: Path) -> None:
     assert "gsk_secret_value" not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_config_show_text_lists_values_and_sources() -> None:
     done = run_voicebot("config", "show", "--assume-gpu", "none", timeout=60)
     assert done.returncode == 0, done.stderr
@@ -178,6 +181,7 @@ def test_config_show_text_lists_values_and_sources() -> None:
     assert "llm.provider = 'llama_cpp'    [default]" in done.stdout
 
 
+@pytest.mark.slow
 def test_unknown_assumed_gpu_is_a_config_error() -> None:
     done = run_voicebot("config", "show", "--assume-gpu", "Voodoo 3", timeout=60)
     assert done.returncode == 2 and "unknown GPU 'Voodoo 3'" in done.stderr

@@ -6,11 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
-from tests.conftest import run_voicebot
+from tests.helpers import run_voicebot
 
 
+@pytest.mark.slow
 def test_talk_json_reports_one_sane_turn(question_wavs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "reply.wav"
     done = run_voicebot("talk", str(question_wavs["week"]), "--json", "--output", str(out))
@@ -34,6 +36,7 @@ def test_talk_json_reports_one_sane_turn(question_wavs: dict[str, Path], tmp_pat
     assert abs(audio).max() > 1000, "reply audio is silent"
 
 
+@pytest.mark.slow
 def test_talk_on_a_file_that_is_not_audio(tmp_path: Path) -> None:
     bogus = tmp_path / "notes.wav"
     bogus.write_text("this is not a wave file")
@@ -42,6 +45,7 @@ def test_talk_on_a_file_that_is_not_audio(tmp_path: Path) -> None:
     assert "not a readable audio file" in done.stderr
 
 
+@pytest.mark.slow
 def test_serve_with_missing_model_names_the_setting() -> None:
     done = run_voicebot(
         "serve", env={"VOICEBOT_LLM__LLAMA_CPP__MODEL_PATH": "/nonexistent/model.gguf"}, timeout=60
@@ -50,6 +54,7 @@ def test_serve_with_missing_model_names_the_setting() -> None:
     assert "llm.llama_cpp.model_path=/nonexistent/model.gguf does not exist" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_key_that_moved_names_its_new_place(tmp_path: Path) -> None:
     old = tmp_path / "old.yaml"
     old.write_text("llm:\n  n_ctx: 4096\ntts:\n  voice: en_US-joe-medium\n")
@@ -60,6 +65,7 @@ def test_a_key_that_moved_names_its_new_place(tmp_path: Path) -> None:
     assert "VOICEBOT_LLM__COOLDOWN_S has moved: use VOICEBOT_LLM__COOLDOWN_SECS" in done.stderr
 
 
+@pytest.mark.slow
 def test_serve_with_unbundled_whisper_model_names_the_setting() -> None:
     done = run_voicebot("serve", env={"VOICEBOT_STT__MODEL": "large-v3"}, timeout=60)
     assert done.returncode == 2
@@ -67,6 +73,7 @@ def test_serve_with_unbundled_whisper_model_names_the_setting() -> None:
     assert "stt.model_path" in done.stderr
 
 
+@pytest.mark.slow
 def test_serve_with_yaml_typo_names_key_and_file(tmp_path: Path) -> None:
     profile = tmp_path / "typo.yaml"
     profile.write_text("tts:\n  voise: en_US-joe-medium\n")

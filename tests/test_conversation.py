@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import re
 from typing import Any
 
 import edge_tts
@@ -15,26 +14,14 @@ import numpy as np
 import onnxruntime
 import piper
 import pytest
-import soxr
 import websockets
 
-from tests.conftest import free_port, tweak
+from tests.helpers import free_port, hear, tweak, words
 from voicebot.config import FillerSettings, Settings
 from voicebot.models import SharedModels
 from voicebot.providers.tts.stage import filler_audio
 from voicebot.tools.client import run_turn
 from voicebot.tools.local_server import LocalServer
-
-
-def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z']+", text.lower()))
-
-
-def transcribe(models: SharedModels, pcm16: bytes, sample_rate: int) -> str:
-    audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768
-    audio = soxr.resample(audio, sample_rate, 16000)
-    segments, _ = models.stt.model.transcribe(audio, language="en", beam_size=1)
-    return " ".join(s.text for s in segments)
 
 
 async def test_first_message_is_ready_with_output_rate(server: LocalServer) -> None:
@@ -65,7 +52,7 @@ async def test_spoken_question_gets_transcript_and_spoken_reply(
     )
     assert result.turn_latency_ms is not None and 0 < result.turn_latency_ms < 10_000
     # The audio says what bot_text says: round-trip it through Whisper.
-    heard = words(transcribe(models, result.reply_audio, result.sample_rate))
+    heard = words(hear(models, result.reply_audio, result.sample_rate))
     said = words(result.reply)
     assert len(heard & said) >= len(said) // 2, (result.reply, heard)
 
@@ -103,6 +90,7 @@ async def test_two_concurrent_sessions_share_one_set_of_models(
     assert loads == [], f"a session loaded a model: {loads}"
 
 
+@pytest.mark.slow
 async def test_conversation_with_the_kokoro_voice(
     settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
 ) -> None:
@@ -112,10 +100,11 @@ async def test_conversation_with_the_kokoro_voice(
     async with LocalServer(kokoro, models=shared) as server:
         result = await run_turn(server.ws_url, question_pcm["capital"])
     assert result.sample_rate == 24000  # Kokoro's own rate: no resampling on the way out
-    heard = words(transcribe(models, result.reply_audio, result.sample_rate))
+    heard = words(hear(models, result.reply_audio, result.sample_rate))
     assert result.reply_audio_s > 0.5 and len(heard & words(result.reply)) >= 2, result.reply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("after_secs", "expect_filler"), [(0.0, True), (20.0, False)])
 async def test_filler_phrase_only_when_the_llm_is_late(
     settings: Settings,
@@ -128,11 +117,12 @@ async def test_filler_phrase_only_when_the_llm_is_late(
     shared = dataclasses.replace(models, filler=filler_audio(late, models))
     async with LocalServer(late, models=shared) as server:
         result = await run_turn(server.ws_url, question_pcm["week"])
-    heard = transcribe(models, result.reply_audio, result.sample_rate).lower()
+    heard = hear(models, result.reply_audio, result.sample_rate).lower()
     assert heard.strip().startswith("let me check") is expect_filler, heard
     assert "check" not in result.reply.lower()  # the filler is audio only, not part of the reply
 
 
+@pytest.mark.slow
 async def test_a_tts_fallback_is_reported_to_the_client(
     settings: Settings,
     models: SharedModels,
@@ -153,3 +143,31 @@ async def test_a_tts_fallback_is_reported_to_the_client(
         and counts[0] == 1
         and all(e.get("stage") == "tts" for e in result.events if "fallbacks" in e)
     )
+
+
+async def test_a_turn_without_a_transcript_never_reaches_the_llm(
+    settings: Settings,
+    models: SharedModels,
+    question_pcm: dict[str, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When STT fails, the person gets an error event and the bot does not answer nothing."""
+    from voicebot.providers.llm.llama_cpp import LlamaCppLLMService
+    from voicebot.providers.stt.whisper_engine import WhisperEngine
+
+    async def broken(self: WhisperEngine, samples: np.ndarray) -> Any:
+        raise RuntimeError("decoder crashed")
+
+    generations: list[object] = []
+    original = LlamaCppLLMService._generate
+
+    def counted(self: LlamaCppLLMService, *args: Any) -> None:
+        generations.append(args)
+        original(self, *args)
+
+    monkeypatch.setattr(WhisperEngine, "transcribe", broken)
+    monkeypatch.setattr(LlamaCppLLMService, "_generate", counted)
+    async with LocalServer(settings, models=models) as server:
+        with pytest.raises(TimeoutError):
+            await run_turn(server.ws_url, question_pcm["week"], reply_timeout_s=8)
+    assert generations == []

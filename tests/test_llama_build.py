@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from tests.conftest import tweak
+from tests.helpers import tweak
 from voicebot.config import LlamaCppSettings, Settings
 from voicebot.models import SharedModels
 from voicebot.providers.llm.llama_cpp import LlamaBuild, use_extra_buffers

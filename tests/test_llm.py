@@ -12,7 +12,7 @@ from pipecat.frames.frames import LLMContextFrame, LLMTextFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import run_test
 
-from tests.conftest import free_port, run_voicebot, tweak
+from tests.helpers import free_port, run_voicebot, tweak
 from tests.servers.openai_compat import OpenAICompatServer, openai_compat_server
 from voicebot.config import Secrets, Settings, TransformersSettings, VLLMSettings
 from voicebot.models import SharedModels
@@ -73,6 +73,25 @@ async def test_groq_failure_is_answered_by_the_fallback_in_the_same_turn(
     assert time.monotonic() - start < 10
 
 
+@pytest.mark.parametrize(
+    ("mode", "retryable"),
+    [("unauthorized", False), ("rate_limited", True), ("error", True), ("stall", True)],
+)
+async def test_groq_errors_become_provider_errors_that_say_if_retrying_helps(
+    settings: Settings, cloud: OpenAICompatServer, mode: str, retryable: bool
+) -> None:
+    from voicebot.errors import ProviderError
+    from voicebot.providers import spec as providers
+
+    cloud.mode = mode
+    groq = with_groq(settings)
+    llm = providers.get("llm", "groq").build(groq, None)
+    context = LLMContext(messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(ProviderError) as failure:
+        await llm.get_chat_completions(context)  # type: ignore[attr-defined]
+    assert failure.value.retryable is retryable, failure.value
+
+
 async def test_connection_refused_goes_to_the_fallback(
     settings: Settings, models: SharedModels, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,6 +125,7 @@ async def test_primary_rests_after_a_failure_then_is_tried_again(
     assert "".join(f.text for f in down if isinstance(f, LLMTextFrame)) == cloud.reply
 
 
+@pytest.mark.slow
 async def test_vllm_through_its_openai_server(
     settings: Settings, models: SharedModels, cloud: OpenAICompatServer
 ) -> None:
@@ -194,6 +214,7 @@ async def test_history_limiter_trims_the_context_in_place() -> None:
     assert any(isinstance(f, LLMContextFrame) for f in down)
 
 
+@pytest.mark.slow
 def test_chat_cli(cloud_env: dict[str, str]) -> None:
     done = run_voicebot("chat", "Where is Paris?", "--json", env=cloud_env, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -213,6 +234,7 @@ def cloud_env() -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_groq_without_a_key_is_a_start_up_error() -> None:
     done = run_voicebot(
         "chat", "Hi", env={"VOICEBOT_LLM__PROVIDER": "groq", "GROQ_API_KEY": ""}, timeout=60
@@ -220,6 +242,7 @@ def test_groq_without_a_key_is_a_start_up_error() -> None:
     assert done.returncode == 2 and "GROQ_API_KEY" in done.stderr
 
 
+@pytest.mark.slow
 def test_history_budget_must_fit_the_context_window() -> None:
     done = run_voicebot("chat", "Hi", env={"VOICEBOT_LLM__LLAMA_CPP__N_CTX": "1024"}, timeout=60)
     assert done.returncode == 2 and "exceed llm.llama_cpp.n_ctx (1024)" in done.stderr

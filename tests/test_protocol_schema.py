@@ -6,7 +6,7 @@ import json
 import os
 import re
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from voicebot.protocol import (
     SERVER_EVENTS,
     ErrorEvent,

@@ -6,7 +6,7 @@ import subprocess
 
 import httpx
 
-from tests.conftest import wait_for_status
+from tests.helpers import wait_for_status
 
 
 def test_health_is_503_until_models_are_warm_then_200(

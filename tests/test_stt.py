@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,8 @@ import soundfile as sf
 import soxr
 import websockets
 
-from tests.conftest import run_voicebot, tweak
+from tests.helpers import run_voicebot, tweak, words
 from voicebot.config import Settings
-from voicebot.gpu import read_nvml
 from voicebot.models import SharedModels
 from voicebot.providers.stt.whisper import load_engine
 from voicebot.providers.stt.whisper_decode import WhisperBackend
@@ -26,10 +24,6 @@ from voicebot.providers.stt.whisper_engine import WhisperEngine
 from voicebot.tools.local_server import LocalServer
 
 RATE = 16000
-
-
-def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z']+", text.lower()))
 
 
 def floats(pcm: np.ndarray) -> np.ndarray:
@@ -105,6 +99,7 @@ async def test_odd_inputs(engine: WhisperEngine, question_pcm: dict[str, np.ndar
     assert "week" in words((await engine.transcribe(clipped)).text)
 
 
+@pytest.mark.slow
 async def test_long_utterance_is_capped(
     settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
 ) -> None:
@@ -116,6 +111,7 @@ async def test_long_utterance_is_capped(
     assert short.stats.capped == 1
 
 
+@pytest.mark.slow
 async def test_concurrent_utterances_are_batched(
     settings: Settings,
     models: SharedModels,
@@ -132,6 +128,7 @@ async def test_concurrent_utterances_are_batched(
     assert batching.stats.max_batch > 1
 
 
+@pytest.mark.slow
 async def test_one_utterance_at_a_time_when_batching_is_off(
     engine: WhisperEngine, question_pcm: dict[str, np.ndarray]
 ) -> None:
@@ -195,6 +192,7 @@ async def test_cuda_oom_twice_falls_back_and_the_session_gets_its_text(
     assert "week" in words((await engine.transcribe(floats(question_pcm["week"]))).text)
 
 
+@pytest.mark.slow
 async def test_other_errors_are_not_swallowed(
     settings: Settings, question_pcm: dict[str, np.ndarray]
 ) -> None:
@@ -264,6 +262,7 @@ async def test_eight_concurrent_sessions_share_the_engine(
     assert models.stt.stats.utterances - utterances_before >= 8  # all through the one engine
 
 
+@pytest.mark.slow
 async def test_energy_vad_session_transcribes(
     settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
 ) -> None:
@@ -273,6 +272,7 @@ async def test_energy_vad_session_transcribes(
     assert {"capital", "france"} <= words(text)
 
 
+@pytest.mark.slow
 def test_transcribe_cli_resamples_any_file(question_wavs: dict[str, Path], tmp_path: Path) -> None:
     audio, rate = sf.read(question_wavs["sky"], dtype="float32")
     stereo = np.stack([audio, audio], axis=1)
@@ -297,6 +297,7 @@ def test_transcribe_cli_resamples_any_file(question_wavs: dict[str, Path], tmp_p
     assert 0 < report["rtf"] < 5
 
 
+@pytest.mark.slow
 def test_transcribe_cli_rejects_a_file_that_is_not_audio(tmp_path: Path) -> None:
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF\x00\x00garbage" * 10)
@@ -304,10 +305,9 @@ def test_transcribe_cli_rejects_a_file_that_is_not_audio(tmp_path: Path) -> None
     assert done.returncode == 2 and "not a readable audio file" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 async def test_fp16_on_the_gpu(settings: Settings, question_pcm: dict[str, np.ndarray]) -> None:
-    if not read_nvml().gpus:
-        pytest.skip("no NVIDIA GPU on this machine")
     gpu = tweak(settings, stt={"device": "cuda", "compute_type": "float16"})
     engine = load_engine(gpu)
     result = await engine.transcribe(floats(question_pcm["capital"]))
@@ -319,6 +319,7 @@ def _wait_until_running(future: Any) -> None:
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 async def test_a_caller_who_leaves_drops_only_its_own_request(
     settings: Settings, question_pcm: dict[str, np.ndarray], keywords: dict[str, Any]
 ) -> None:
@@ -340,6 +341,7 @@ async def test_a_caller_who_leaves_drops_only_its_own_request(
     batching.close()
 
 
+@pytest.mark.slow
 async def test_a_closed_engine_refuses_new_work(settings: Settings) -> None:
     engine = load_engine(settings)
     engine.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from pipecat.services.tts_service import TTSService
 from pipecat.tests.utils import run_test
 from pipecat.utils.text.base_text_aggregator import TextType
 
-from tests.conftest import run_voicebot, tweak
+from tests.helpers import hear, run_voicebot, tweak, words
 from tests.servers.edge import edge_server
 from voicebot.config import AzureSettings, Secrets, Settings, load_settings
 from voicebot.models import SharedModels
@@ -40,10 +39,6 @@ from voicebot.providers.tts.edge import EdgeTTSService
 from voicebot.providers.tts.fallback import FallbackTTSService
 from voicebot.providers.tts.kokoro import SharedKokoroTTSService
 from voicebot.providers.tts.piper import PiperTTSService
-
-
-def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z']+", text.lower()))
 
 
 def reply_frames(text: str) -> list[object]:
@@ -81,10 +76,7 @@ async def test_piper_speaks_intelligibly_without_lead_in_silence(models: SharedM
     _, audio, rate = await _speak(models, "The weather is sunny today. Enjoy your walk.")
     # Piper alone starts with ~40-50 ms of silence; trimmed, 10 ms of lead-in are left.
     assert leading_silence_ms(audio, rate) < 25
-    heard = models.stt.model.transcribe(
-        soxr.resample(audio.astype(np.float32) / 32768, rate, 16000), language="en", beam_size=1
-    )[0]
-    assert {"weather", "sunny", "walk"} <= words(" ".join(s.text for s in heard))
+    assert {"weather", "sunny", "walk"} <= transcribe(models, audio, rate)
 
 
 async def test_long_first_sentence_starts_at_its_first_clause(models: SharedModels) -> None:
@@ -95,6 +87,7 @@ async def test_long_first_sentence_starts_at_its_first_clause(models: SharedMode
     assert "coat" in whole[0]  # without it, the first piece is the whole sentence
 
 
+@pytest.mark.slow
 async def test_first_clause_rules() -> None:
     async def pieces(text: str, min_words: int = 4) -> list[str]:
         aggregator = FirstClauseTextAggregator(
@@ -132,9 +125,7 @@ def voices(settings: Settings) -> SharedModels:
 
 
 def transcribe(models: SharedModels, audio: np.ndarray, rate: int) -> set[str]:
-    samples = soxr.resample(audio.astype(np.float32) / 32768, rate, 16000)
-    segments, _ = models.stt.model.transcribe(samples, language="en", beam_size=1)
-    return words(" ".join(s.text for s in segments))
+    return words(hear(models, audio, rate))
 
 
 async def _run(tts: TTSService, text: str, rate: int) -> tuple[list[Frame], list[Frame]]:
@@ -322,6 +313,7 @@ async def test_azure_live(models: SharedModels) -> None:
 # --- voicebot say -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["piper", "kokoro"])
 def test_say_cli(provider: str, tmp_path: Path, models: SharedModels) -> None:
     out = tmp_path / "hello.wav"
@@ -351,6 +343,7 @@ def test_say_cli(provider: str, tmp_path: Path, models: SharedModels) -> None:
     assert {"weather", "fine"} <= transcribe(models, audio, rate)
 
 
+@pytest.mark.slow
 def test_say_reports_which_provider_spoke(tmp_path: Path) -> None:
     # Edge is unreachable here (no network): the fallback speaks, and say says so.
     done = run_voicebot(

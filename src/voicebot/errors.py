@@ -40,8 +40,22 @@ class ProtocolError(VoicebotError):
 
 
 class ProviderError(VoicebotError):
-    """A provider (STT, LLM or TTS backend) failed."""
+    """A provider (STT, LLM or TTS backend) failed.
+
+    Providers translate their SDK's errors into this at their boundary. `retryable` is
+    true for failures that may pass (timeouts, dropped connections, 429, 5xx) and false
+    for those that will not without a change (a wrong key, a bad request); whoever
+    retries or fails over decides on it.
+    """
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether trying the same provider again later may help (unknown errors: yes)."""
+    if isinstance(error, ProviderError):
+        return error.retryable
+    cause = error.__cause__
+    return is_retryable(cause) if cause is not None else True

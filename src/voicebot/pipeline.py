@@ -94,6 +94,9 @@ def build_worker(
         context,
         user_params=LLMUserAggregatorParams(
             vad_analyzer=vad,
+            # A turn that ends with no transcript (noise, a failed STT) is never answered:
+            # Pipecat's default would run the LLM on it to ask the person to repeat.
+            empty_user_turn=None,
             user_turn_strategies=UserTurnStrategies(stop=_turn_stop_strategies(settings, models)),
         ),
     )

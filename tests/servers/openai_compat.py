@@ -1,13 +1,14 @@
 """A local OpenAI-compatible chat-completions server (Groq's and vLLM's wire protocol).
 
 Streams Server-Sent Events like the real services, and reproduces their failures on
-demand: `rate_limited` (429 with retry-after), `error` (500), `stall` (no bytes),
-`malformed` (a broken SSE event). Every request is recorded for assertions.
+demand: `rate_limited` (429 with retry-after), `error` (500), `unauthorized` (401),
+`stall` (no bytes), `malformed` (a broken SSE event). Every request is recorded for assertions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ class OpenAICompatServer:
     reply: str = "Paris is the capital of France."
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
+    # Set when the server shuts down, so a stalled request ends with it (not 30 s later).
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def root(self) -> str:
@@ -48,8 +51,11 @@ class OpenAICompatServer:
             )
         if self.mode == "error":
             return web.json_response({"error": {"message": "internal error"}}, status=500)
+        if self.mode == "unauthorized":
+            return web.json_response({"error": {"message": "Invalid API Key"}}, status=401)
         if self.mode == "stall":
-            await asyncio.sleep(30)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), 30)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if self.mode == "malformed":
@@ -98,4 +104,5 @@ async def openai_compat_server() -> AsyncIterator[OpenAICompatServer]:
     try:
         yield server
     finally:
+        server.closing.set()
         await runner.cleanup()

@@ -18,6 +18,10 @@ class TokensPerSecondMetricsData(MetricsData):
 
 
 class FallbackMetricsData(MetricsData):
-    """A stage's primary provider failed and its fallback took over; `value` counts them."""
+    """A stage's primary provider failed and its fallback took over; `value` counts them.
+
+    `retryable` says whether the last failure may pass by itself (see ProviderError).
+    """
 
     value: int
+    retryable: bool = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 
+from voicebot.errors import is_retryable
 from voicebot.observability.metrics_data import FallbackMetricsData
 from voicebot.pipecat_compat import answer_context, relay_pushes
 from voicebot.providers.owner import ProviderOwner
@@ -26,7 +28,8 @@ from voicebot.providers.owner import ProviderOwner
 class FailoverLLMService(ProviderOwner, LLMService[Any]):  # type: ignore[misc]
     """Each turn goes to `primary`; if it fails before its first word (429, 5xx, timeout,
     refused connection, anything), the same context is answered by `fallback` in the
-    same turn. After a failure the primary is skipped for `cooldown_secs`, then tried again.
+    same turn. After a retryable failure the primary is skipped for `cooldown_secs`, then
+    tried again; after one that is not retryable (ProviderError.retryable), for the session.
 
     Both providers are ordinary Pipecat LLM services owned by this one: it sets them up,
     starts and stops them with itself, and runs their `_process_context` with their
@@ -93,12 +96,26 @@ class FailoverLLMService(ProviderOwner, LLMService[Any]):  # type: ignore[misc]
                     await self.push_error(error_msg=f"{service.name} failed mid-reply: {reason}")
                     return
                 if service is self._primary:
-                    self._primary_resting_until = time.monotonic() + self._cooldown_secs
+                    retryable = is_retryable(e)
+                    # A failure that may pass rests the primary for the cool-down; one that
+                    # will not (a wrong key, a bad request) for the rest of the session.
+                    rest = self._cooldown_secs if retryable else math.inf
+                    self._primary_resting_until = time.monotonic() + rest
                     self.failovers += 1
-                    count = FallbackMetricsData(processor=self.name, value=self.failovers)
+                    count = FallbackMetricsData(
+                        processor=self.name, value=self.failovers, retryable=retryable
+                    )
                     await self.push_frame(MetricsFrame(data=[count]))
                     logger.bind(
-                        primary=service.name, fallback=self._fallback.name, reason=reason
-                    ).warning("LLM primary failed: the fallback answers this turn")
+                        primary=service.name,
+                        fallback=self._fallback.name,
+                        reason=reason,
+                        retryable=retryable,
+                    ).warning(
+                        "LLM primary failed: the fallback answers this turn"
+                        if retryable
+                        else "LLM primary failed and will not recover by itself: the fallback "
+                        "answers for the rest of this session (check its settings and key)"
+                    )
                     continue
                 await self.push_error(error_msg=f"LLM failed ({service.name}): {reason}")

@@ -3,7 +3,8 @@
 A voice turn cannot wait: requests time out after `request_timeout_secs` without a byte,
 the OpenAI client's own retries (which honour `retry-after`, up to a minute) are off,
 and at most one quick retry is made, only for a dropped connection or a 5xx. A 429
-or a timeout fails at once, so the fallback LLM can answer the same turn.
+or a timeout fails at once, so the fallback LLM can answer the same turn. SDK errors
+leave as `ProviderError`, retryable for timeouts, dropped connections, 429 and 5xx.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from openai import (
     APIConnectionError,
+    APIError,
+    APIStatusError,
     APITimeoutError,
     AsyncOpenAI,
     AsyncStream,
@@ -23,6 +26,8 @@ from openai.types.chat import ChatCompletionChunk
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.base_llm import BaseOpenAILLMService, OpenAILLMSettings
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
+
+from voicebot.errors import ProviderError
 
 CONNECT_TIMEOUT_S = 1.0
 QUICK_RETRY_WAIT_S = 0.1
@@ -39,6 +44,21 @@ def openai_settings(settings: Settings, model: str) -> OpenAILLMSettings:
         temperature=llm.temperature,
         system_instruction=llm.system_prompt,
     )
+
+
+def provider_error(error: APIError) -> ProviderError:
+    """The SDK's error as a ProviderError that says whether trying again later can help."""
+    if isinstance(error, APITimeoutError):
+        return ProviderError(f"no answer in time: {error}", retryable=True)
+    if isinstance(error, APIConnectionError):
+        return ProviderError(f"connection failed: {error}", retryable=True)
+    if isinstance(error, APIStatusError):
+        status = error.status_code
+        # 401/403: a wrong key; 400/404/422: a wrong model or request. Neither heals alone.
+        return ProviderError(
+            f"HTTP {status}: {error.message}", retryable=status >= 500 or status == 429
+        )
+    return ProviderError(str(error), retryable=False)
 
 
 def _worth_a_quick_retry(error: BaseException) -> bool:
@@ -74,12 +94,15 @@ class VoiceBounds:
 
     async def get_chat_completions(self, context: LLMContext) -> AsyncStream[ChatCompletionChunk]:
         parent: Any = super()
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(2),
-            wait=wait_fixed(QUICK_RETRY_WAIT_S),
-            retry=retry_if_exception(_worth_a_quick_retry),
-            reraise=True,
-        ):
-            with attempt:
-                return await parent.get_chat_completions(context)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(2),
+                wait=wait_fixed(QUICK_RETRY_WAIT_S),
+                retry=retry_if_exception(_worth_a_quick_retry),
+                reraise=True,
+            ):
+                with attempt:
+                    return await parent.get_chat_completions(context)
+        except APIError as e:
+            raise provider_error(e) from e
         raise AssertionError("unreachable")

@@ -16,7 +16,7 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
 from voicebot.audio.pcm import trim_leading_silence
-from voicebot.errors import ConfigError
+from voicebot.errors import ConfigError, ProviderError
 from voicebot.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
@@ -51,6 +51,13 @@ class Mp3Decoder:
 @dataclass
 class EdgeTTSSettings(TTSSettings):
     """Runtime settings for `EdgeTTSService` (voice; rate/pitch/volume are init-only)."""
+
+
+def edge_error(error: Exception) -> ProviderError:
+    """Edge's failures as ProviderError: a refused handshake (4xx) will not pass by itself."""
+    if isinstance(error, aiohttp.ClientResponseError) and 400 <= error.status < 500:
+        return ProviderError(f"Edge refused the request: HTTP {error.status}", retryable=False)
+    return ProviderError(f"{type(error).__name__}: {error}", retryable=True)
 
 
 class EdgeTTSService(TTSService):
@@ -130,7 +137,7 @@ class EdgeTTSService(TTSService):
                 yield frame
         except (EdgeTTSException, aiohttp.ClientError, TimeoutError, av.FFmpegError) as e:
             await self.push_error(
-                error_msg=f"Edge TTS failed: {type(e).__name__}: {e}", exception=e
+                error_msg=f"Edge TTS failed: {type(e).__name__}: {e}", exception=edge_error(e)
             )
         finally:
             await self.stop_ttfb_metrics()

@@ -16,9 +16,14 @@ from pipecat.frames.frames import (
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
-from voicebot.errors import ProviderError
+from voicebot.errors import ProviderError, is_retryable
 from voicebot.observability.metrics_data import FallbackMetricsData
 from voicebot.providers.owner import ProviderOwner
+
+
+def is_retryable_frame(frame: ErrorFrame) -> bool:
+    """Whether the failure an ErrorFrame reports may pass (its exception says, if it can)."""
+    return frame.exception is None or is_retryable(frame.exception)
 
 
 class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
@@ -28,7 +33,8 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
     The two providers are ordinary Pipecat TTS services owned by this one: it sets them
     up, starts and stops them with itself and only takes their audio. Once the primary
     has spoken part of a sentence, a failure is reported instead (repeating the words
-    already heard would be worse). The next sentence tries the primary again.
+    already heard would be worse). The next sentence tries the primary again, unless its
+    failure was not retryable (a wrong key): then the fallback speaks for the session.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
         self._primary = primary
         self._fallback = fallback
         self._timeout_secs = first_audio_timeout_secs
+        self._primary_broken = False
         self.fallbacks = 0
         # The provider that spoke the last sentence.
         self.spoken_by: TTSService = primary
@@ -62,13 +69,17 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Speak `text` with the primary, or with the fallback if the primary cannot."""
         await self.start_tts_usage_metrics(text)
+        if self._primary_broken:
+            async for spoken in self._speak_with_fallback(text, context_id):
+                yield spoken
+            return
         spoke = False
         frames = self._primary.run_tts(text, context_id)
         try:
             async with asyncio.timeout(self._timeout_secs) as deadline:
                 async for frame in frames:
                     if isinstance(frame, ErrorFrame):
-                        raise ProviderError(frame.error, retryable=True)
+                        raise ProviderError(frame.error, retryable=is_retryable_frame(frame))
                     if isinstance(frame, TTSAudioRawFrame):
                         if not spoke:
                             spoke = True
@@ -88,14 +99,27 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
                     error_msg=f"{self._primary.name} failed mid-sentence: {reason}"
                 )
                 return
+            retryable = is_retryable(e)
+            # One that will not pass by itself (a wrong key): the rest of the session
+            # goes straight to the fallback instead of paying the primary's failure again.
+            self._primary_broken = self._primary_broken or not retryable
             self.fallbacks += 1
-            count = FallbackMetricsData(processor=self.name, value=self.fallbacks)
+            count = FallbackMetricsData(
+                processor=self.name, value=self.fallbacks, retryable=retryable
+            )
             await self.push_frame(MetricsFrame(data=[count]))
             logger.bind(
-                primary=self._primary.name, fallback=self._fallback.name, reason=reason
+                primary=self._primary.name,
+                fallback=self._fallback.name,
+                reason=reason,
+                retryable=retryable,
             ).warning("TTS primary failed: speaking with the fallback")
         finally:
             await frames.aclose()
+        async for frame in self._speak_with_fallback(text, context_id):
+            yield frame
+
+    async def _speak_with_fallback(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         self.spoken_by = self._fallback
         async for frame in self._fallback.run_tts(text, context_id):
             if isinstance(frame, TTSAudioRawFrame):

@@ -1,0 +1,104 @@
+"""Small fakes on Pipecat's own bases, with failure knobs, for millisecond tests of our logic.
+
+`fail` chooses how a provider misbehaves: None (works), "raise" (fails before its first
+word), "stall" (never answers), "midway" (fails after its first word). `retryable` is the
+flag of the ProviderError it raises, as a real provider's boundary would translate it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any, Literal
+
+import numpy as np
+from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter
+from pipecat.frames.frames import Frame, LLMContextFrame, LLMTextFrame
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.llm_service import LLMService
+from pipecat.services.settings import LLMSettings, TTSSettings
+from pipecat.services.tts_service import TTSService
+
+from voicebot.errors import ProviderError
+
+Failure = Literal["raise", "stall", "midway"] | None
+
+
+class FakeLLMService(LLMService[OpenAILLMAdapter]):
+    """Answers every context with `reply`, word by word, unless told to fail."""
+
+    adapter_class = OpenAILLMAdapter
+
+    def __init__(
+        self, *, reply: str = "Paris is the capital.", fail: Failure = None, retryable: bool = True
+    ) -> None:
+        super().__init__(settings=LLMSettings(model="fake"))
+        self.reply = reply
+        self.fail = fail
+        self.retryable = retryable
+        self.calls = 0
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame):
+            await self._process_context(frame.context)
+        else:
+            await self.push_frame(frame, direction)
+
+    async def _process_context(self, context: LLMContext) -> None:
+        self.calls += 1
+        if self.fail == "raise":
+            raise ProviderError("fake LLM refused", retryable=self.retryable)
+        if self.fail == "stall":
+            await asyncio.Event().wait()
+        for i, word in enumerate(self.reply.split(" ")):
+            if self.fail == "midway" and i == 1:
+                raise ProviderError("fake LLM dropped mid-reply", retryable=self.retryable)
+            await self.push_frame(LLMTextFrame(("" if i == 0 else " ") + word))
+
+
+class FakeTTSService(TTSService):
+    """Speaks a tone for each text (100 ms per word), unless told to fail."""
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        fail: Failure = None,
+        retryable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=TTSSettings(model=None, voice="tone", language=None),
+            **kwargs,
+        )
+        self.rate = sample_rate
+        self.fail = fail
+        self.retryable = retryable
+        self.texts: list[str] = []
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        self.texts.append(text)
+        if self.fail == "raise":
+            raise ProviderError("fake TTS refused", retryable=self.retryable)
+        if self.fail == "stall":
+            await asyncio.Event().wait()
+
+        async def chunks() -> AsyncGenerator[bytes, None]:
+            for i in range(max(1, len(text.split()))):
+                if self.fail == "midway" and i == 1:
+                    raise ProviderError("fake TTS dropped", retryable=self.retryable)
+                yield tone(0.1, self.rate)
+
+        async for frame in self._stream_audio_frames_from_iterator(
+            chunks(), in_sample_rate=self.rate, context_id=context_id
+        ):
+            yield frame
+
+
+def tone(seconds: float, rate: int, hz: float = 440.0) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype(np.int16).tobytes()

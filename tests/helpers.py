@@ -1,0 +1,82 @@
+"""Helpers the tests share: settings tweaks, subprocesses, ports, and listening to audio."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import soxr
+
+from voicebot.config import Settings
+from voicebot.models import SharedModels
+
+REPO = Path(__file__).resolve().parent.parent
+VOICEBOT = str(Path(sys.executable).with_name("voicebot"))
+
+
+def tweak(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """`settings` with some fields of some sections replaced: tweak(s, stt={"model": "base"})."""
+    return settings.model_copy(
+        update={
+            name: getattr(settings, name).model_copy(update=values)
+            for name, values in sections.items()
+        }
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_voicebot(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `voicebot` console script and capture its output."""
+    return subprocess.run(
+        [VOICEBOT, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+
+
+def wait_for_status(url: str, timeout_s: float = 120) -> list[int]:
+    """Poll GET /health until it answers 200; returns every status seen on the way."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            status = httpx.get(f"{url}/health", timeout=2).status_code
+        except httpx.TransportError:
+            time.sleep(0.05)
+            continue
+        seen.append(status)
+        if status == 200:
+            return seen
+        time.sleep(0.05)
+    raise TimeoutError(f"{url}/health did not turn 200 within {timeout_s} s (saw {seen})")
+
+
+def words(text: str) -> set[str]:
+    """The lower-case words of `text`, for comparing what was said with what was heard."""
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def hear(models: SharedModels, pcm16: bytes | np.ndarray, sample_rate: int) -> str:
+    """What the shared Whisper model hears in PCM16 audio at `sample_rate`."""
+    audio = np.frombuffer(pcm16, np.int16) if isinstance(pcm16, bytes) else pcm16
+    samples = soxr.resample(audio.astype(np.float32) / 32768, sample_rate, 16000)
+    segments, _ = models.stt.model.transcribe(samples, language="en", beam_size=1)
+    return " ".join(s.text for s in segments)
