@@ -130,6 +130,8 @@ def test_base_image_args_default_to_pinned_cuda_tags() -> None:
         # A full CUDA version and an OS release, never a moving tag such as latest.
         assert re.fullmatch(rf"nvidia/cuda:12\.\d+\.\d+-cudnn-{kind}-ubuntu22\.04", image), image
     assert args["VARIANT"] == "cuda"
+    # onnxruntime-gpu must match the image's CUDA major version: pinned, not "latest".
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["ONNXRUNTIME_GPU_VERSION"])
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.relative_to(REPO).as_posix())
