@@ -88,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     turn.add_argument("--turns", type=int, default=10, help="turns to measure (default 10)")
     turn.add_argument("--output", type=Path, default=Path("bench-results/turn.json"))
     turn.add_argument("--url", help="measure a running server instead of starting one")
+    turn.add_argument(
+        "--voices",
+        choices=("samples", "unseen"),
+        default="samples",
+        help="the bundled Piper samples, or espeak-ng/Piper voices never tuned on",
+    )
+    turn.add_argument(
+        "--half",
+        choices=("heldout", "tune", "all"),
+        default="heldout",
+        help="with --voices unseen: which half of the set (default: held-out)",
+    )
     _add_config_flag(turn)
     turn.set_defaults(run=_bench_turn)
     return parser
@@ -133,7 +145,16 @@ def _bench_turn(args: argparse.Namespace) -> int:
     from voicebot.tools.bench import run_turn_bench
 
     setup_logging("WARNING")
-    return asyncio.run(run_turn_bench(_settings(args), args.turns, args.output, args.url))
+    return asyncio.run(
+        run_turn_bench(
+            _settings(args),
+            args.turns,
+            args.output,
+            args.url,
+            voices=args.voices,
+            half=args.half,
+        )
+    )
 
 
 def _doctor(args: argparse.Namespace) -> int:

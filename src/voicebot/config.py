@@ -219,6 +219,9 @@ class VADSettings(_Section):
 
 
 class TurnSettings(_Section):
+    # End the turn as soon as the transcript after a pause reads as a finished sentence
+    # or question, without waiting for smart-turn (which judges intonation only).
+    end_on_complete_transcript: bool = True
     # smart-turn v3 decides whether a pause ends the turn; without it, VAD silence does.
     smart_turn: bool = True
     # Longest silence smart-turn may wait out when it judges the turn unfinished.

@@ -33,6 +33,7 @@ from voicebot.protocol import INPUT_SAMPLE_RATE
 from voicebot.providers import spec as providers
 from voicebot.providers.llm.stage import build_llm
 from voicebot.providers.tts.stage import build_tts, output_sample_rate
+from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
 
 
 def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
@@ -51,13 +52,23 @@ def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
 def _turn_stop_strategies(
     settings: Settings, models: SharedModels
 ) -> list[BaseUserTurnStopStrategy]:
+    # Whichever strategy decides first ends the turn: a transcript that reads complete
+    # ends it at once; otherwise smart-turn's intonation judgement or the silence limit.
+    meaning: list[BaseUserTurnStopStrategy] = (
+        [CompleteTranscriptUserTurnStopStrategy()]
+        if settings.turn.end_on_complete_transcript
+        else []
+    )
     if settings.turn.smart_turn and models.smart_turn_session is not None:
         analyzer = SharedSmartTurnAnalyzer(
             session=models.smart_turn_session,
             params=SmartTurnParams(stop_secs=settings.turn.max_silence_secs),
         )
-        return [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)]
-    return [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.vad.stop_secs)]
+        return [*meaning, TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)]
+    return [
+        *meaning,
+        SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.vad.stop_secs),
+    ]
 
 
 def build_worker(

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import free_port, wait_for_status
-from voicebot.client import run_turn
+from voicebot.tools.client import run_turn
 
 IMAGE = os.environ.get("VOICEBOT_CONTAINER_IMAGE", "")
 

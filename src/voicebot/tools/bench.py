@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from voicebot.config import Settings
 from voicebot.providers import spec as providers
 from voicebot.providers.spec import STAGES
-from voicebot.tools.client import load_pcm16k, run_turn
+from voicebot.tools import voice_set
+from voicebot.tools.client import TurnResult, load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
 from voicebot.tools.samples import QUESTIONS, synthesise_questions
 
@@ -71,7 +73,7 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
     for turn in turns:
         for name, value in turn["stages"].items():
             stages.setdefault(name, []).append(value)
-    return {
+    summary: dict[str, Any] = {
         "turns": len(turns),
         "turn_latency_ms": {
             "median": statistics.median(latencies) if latencies else None,
@@ -81,22 +83,81 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "stages_median_ms": {k: round(statistics.median(v), 1) for k, v in sorted(stages.items())},
     }
+    if turns and "waited_for_max_silence" in turns[0]:
+        summary["waited_for_max_silence"] = sum(t["waited_for_max_silence"] for t in turns)
+        summary["cut_off"] = sum(t["cut_off"] for t in turns)
+        summary["paused_cut_off"] = sum(t["cut_off"] for t in turns if t["kind"] == "paused")
+        summary["paused"] = sum(t["kind"] == "paused" for t in turns)
+    return summary
 
 
-async def run_turn_bench(settings: Settings, turns: int, output: Path, url: str | None) -> int:
-    """Run `turns` spoken turns (cycling the sample questions) and write the results to `output`."""
+def turn_record(result: TurnResult, max_silence_secs: float) -> dict[str, Any]:
+    """What one turn tells about turn-taking, besides its latency.
+
+    waited_for_max_silence: the LLM started only once the silence limit ran out (the
+    first audio minus the LLM's and TTS's first-output times is past the limit).
+    cut_off: the bot began answering before the person's last words were transcribed.
+    """
+    summary = result.summary()
+    stages, latency = result.stages, result.turn_latency_ms
+    llm_started = None
+    if latency is not None:
+        llm_started = latency - stages.get("llm_ttft_ms", 0) - stages.get("tts_ttfb_ms", 0)
+    kinds = [e["type"] for e in result.events]
+    last_transcript = max((i for i, k in enumerate(kinds) if k == "transcript"), default=-1)
+    first_reply = next((i for i, k in enumerate(kinds) if k == "bot_started_speaking"), None)
+    return {
+        **summary,
+        "llm_started_after_ms": None if llm_started is None else round(llm_started, 1),
+        "waited_for_max_silence": llm_started is not None
+        and llm_started >= max_silence_secs * 1000 - 100,
+        "cut_off": first_reply is not None and first_reply < last_transcript,
+    }
+
+
+Spoken = tuple[str, np.ndarray, dict[str, Any]]
+
+
+def spoken_set(settings: Settings, voices: str, half: str, turns: int) -> list[Spoken]:
+    """What to say: the bundled samples (cycled `turns` times) or the unseen-voice set."""
     folder = Path(tempfile.mkdtemp(prefix="voicebot-bench-"))
-    paths = synthesise_questions(folder, settings)
-    audio = {q.name: load_pcm16k(paths[q.name]) for q in QUESTIONS}
+    if voices == "samples":
+        paths = synthesise_questions(folder, settings)
+        return [
+            (q.name, load_pcm16k(paths[q.name]), {"question": q.text})
+            for q in (QUESTIONS[i % len(QUESTIONS)] for i in range(turns))
+        ]
+    chosen = None if half == "all" else half
+    return [
+        (
+            u.name,
+            load_pcm16k(path),
+            {"question": u.text.replace(" |", ""), "voice": voice, "kind": u.kind, "half": u.half},
+        )
+        for u, voice, path in voice_set.synthesise(folder, chosen)  # type: ignore[arg-type]
+    ]
+
+
+async def run_turn_bench(
+    settings: Settings,
+    turns: int,
+    output: Path,
+    url: str | None,
+    *,
+    voices: str = "samples",
+    half: str = "heldout",
+) -> int:
+    """Speak each utterance of the chosen set through /ws and write the results to `output`."""
+    spoken = await asyncio.to_thread(spoken_set, settings, voices, half, turns)
     process = psutil.Process()
     results: list[dict[str, Any]] = []
 
     async def measure(ws_url: str) -> tuple[float, float]:
         cpu_start, wall_start = process.cpu_times(), time.perf_counter()
-        for i in range(turns):
-            question = QUESTIONS[i % len(QUESTIONS)]
-            result = await run_turn(ws_url, audio[question.name])
-            results.append({"question": question.text, **result.summary()})
+        for name, pcm, meta in spoken:
+            result = await run_turn(ws_url, pcm)
+            record = turn_record(result, settings.turn.max_silence_secs)
+            results.append({"name": name, **meta, **record})
             print(json.dumps(results[-1]), flush=True)
         cpu_end = process.cpu_times()
         cpu_s = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
@@ -112,16 +173,24 @@ async def run_turn_bench(settings: Settings, turns: int, output: Path, url: str 
         server_process = {
             "rss_mib": round(process.memory_info().rss / 2**20, 1),
             "cpu_percent_of_one_core": round(100 * cpu_s / wall_s, 1),
+            "cpu_s_per_turn": round(cpu_s / max(1, len(spoken)), 2),
             "note": "server and client share this process",
         }
     report = {
         **report_header("turn"),
+        "voices": voices,
+        "half": half if voices == "unseen" else None,
         # What each stage actually ran: the chosen providers and their models or voices.
         "config": {
             stage: " + ".join(
                 f"{s.id} {s.describe(settings)}" for s in providers.chosen(settings, stage)
             )
             for stage in STAGES
+        },
+        "turn_taking": {
+            "end_on_complete_transcript": settings.turn.end_on_complete_transcript,
+            "smart_turn": settings.turn.smart_turn,
+            "max_silence_secs": settings.turn.max_silence_secs,
         },
         "summary": summarise(results),
         "server_process": server_process,

@@ -1,0 +1,135 @@
+"""Utterances spoken by voices voicebot was never tuned on, for the turn-latency benchmark.
+
+espeak-ng voices (accents, speeds, a female variant) and the bundled Piper voice with
+its sampling noise on, saying questions, statements, requests, and sentences with a
+pause in the middle ("I'd like to book a table for ... four people"). Each text belongs
+to one half: `tune` (thresholds may be adjusted on it) or `heldout` (figures are
+reported on it and nothing is tuned on it). Generated at run time, never stored.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from voicebot.errors import InputError
+
+Half = Literal["tune", "heldout"]
+Kind = Literal["question", "statement", "request", "paused"]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    name: str
+    text: str
+    kind: Kind
+    half: Half
+    # Words after the pause (paused utterances): a reply before them is a cut-off.
+    after_pause: str = ""
+
+
+# A "|" marks a 700 ms pause inside the sentence.
+_TEXTS: tuple[tuple[str, Kind], ...] = (
+    ("Where is the nearest train station?", "question"),
+    ("Could you recommend a good book about history?", "question"),
+    ("My sister is visiting us next weekend.", "statement"),
+    ("I think it is going to snow tonight.", "statement"),
+    ("Please set an alarm for seven in the morning.", "request"),
+    ("Tell me something funny, please!", "request"),
+    ("I'd like to book a table for | four people.", "paused"),
+    ("Can you remind me to call | my dentist tomorrow?", "paused"),
+    ("What time does the museum open on Sundays?", "question"),
+    ("How long should I boil pasta?", "question"),
+    ("We painted the kitchen a bright yellow.", "statement"),
+    ("The meeting was moved to Thursday afternoon.", "statement"),
+    ("Play some quiet music for studying.", "request"),
+    ("Send a message to Anna saying I am late.", "request"),
+    ("I need a gift for | my grandfather's birthday.", "paused"),
+    ("Remind me what the weather | will be like on Friday.", "paused"),
+)
+
+# (id, espeak-ng voice, words per minute); "piper" is the bundled voice with its noise on.
+VOICES: tuple[tuple[str, str, int], ...] = (
+    ("espeak-us", "en-us", 165),
+    ("espeak-gb-slow", "en-gb", 140),
+    ("espeak-scottish", "en-gb-scotland", 170),
+    ("espeak-rp-female", "en-gb-x-rp+f3", 160),
+    ("espeak-us-fast", "en-us+m3", 195),
+    ("piper-noisy", "piper", 0),
+)
+
+
+def utterances() -> list[tuple[Utterance, str]]:
+    """Every (utterance, voice id) pair: each text in two voices; texts alternate halves."""
+    pairs = []
+    for i, (text, kind) in enumerate(_TEXTS):
+        half: Half = "tune" if i % 2 == 0 else "heldout"
+        after = text.split("|", 1)[1].strip() if "|" in text else ""
+        for voice in (VOICES[i % len(VOICES)], VOICES[(i + 3) % len(VOICES)]):
+            name = f"{i:02d}-{voice[0]}"
+            pairs.append((Utterance(name, text, kind, half, after), voice[0]))
+    return pairs
+
+
+def synthesise(folder: Path, half: Half | None = None) -> list[tuple[Utterance, str, Path]]:
+    """Write the set (or one half of it) as WAV files into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    voices = {v[0]: v for v in VOICES}
+    out = []
+    for utterance, voice_id in utterances():
+        if half is not None and utterance.half != half:
+            continue
+        path = folder / f"{utterance.name}.wav"
+        if not path.exists():
+            _, voice, speed = voices[voice_id]
+            if voice == "piper":
+                _piper(utterance.text, path)
+            else:
+                _espeak(utterance.text, voice, speed, path)
+        out.append((utterance, voice_id, path))
+    return out
+
+
+def _espeak(text: str, voice: str, speed: int, path: Path) -> None:
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        raise InputError(
+            "the unseen-voice set needs espeak-ng: apt-get install espeak-ng "
+            "(or use the bundled samples: voicebot bench turn --voices samples)"
+        )
+    ssml = "<speak>" + text.replace("|", '<break time="700ms"/>') + "</speak>"
+    subprocess.run(
+        [binary, "-m", "-v", voice, "-s", str(speed), "-w", str(path), ssml],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _piper(text: str, path: Path) -> None:
+    import numpy as np
+    from piper import PiperVoice
+    from piper.config import SynthesisConfig
+
+    from voicebot.config import Settings
+    from voicebot.model_files import piper_voice_file
+
+    piper = Settings().tts.piper
+    voice = PiperVoice.load(piper_voice_file(piper.voice, piper.voice_dir))
+    rate = voice.config.sample_rate
+    # Sampling noise on (unlike the test samples): every run sounds slightly different.
+    varied = SynthesisConfig(noise_scale=0.8, noise_w_scale=0.9, length_scale=1.05)
+    parts = []
+    for piece in text.split("|"):
+        pcm = b"".join(c.audio_int16_bytes for c in voice.synthesize(piece.strip(), varied))
+        parts.append(np.frombuffer(pcm, np.int16))
+        parts.append(np.zeros(int(0.7 * rate), np.int16))
+    audio = np.concatenate(parts[:-1])
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(audio.tobytes())

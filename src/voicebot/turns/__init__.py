@@ -1,0 +1,1 @@
+"""User-turn strategies: when the person has finished speaking (Pipecat's turns API)."""

@@ -1,0 +1,67 @@
+"""The turn benchmark's bookkeeping: halves that never share a text, waits and cut-offs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from voicebot.tools import voice_set
+from voicebot.tools.bench import summarise, turn_record
+from voicebot.tools.client import TurnResult
+
+
+def test_tune_and_heldout_halves_share_no_text() -> None:
+    pairs = voice_set.utterances()
+    tune = {u.text for u, _ in pairs if u.half == "tune"}
+    heldout = {u.text for u, _ in pairs if u.half == "heldout"}
+    assert tune and heldout and not tune & heldout
+    assert {u.kind for u, _ in pairs if u.half == "heldout"} == {
+        "question",
+        "statement",
+        "request",
+        "paused",
+    }
+    # Each text in two different voices, several voices in each half.
+    assert all(len({v for u2, v in pairs if u2.text == u.text}) == 2 for u, _ in pairs)
+    assert len({v for u, v in pairs if u.half == "heldout"}) >= 4
+
+
+def _result(kinds: list[str], latency: float, ttft: float, ttfb: float) -> TurnResult:
+    return TurnResult(
+        transcript="x",
+        reply="y",
+        reply_audio=b"\0\0" * 100,
+        sample_rate=22050,
+        turn_latency_ms=latency,
+        stages={"llm_ttft_ms": ttft, "tts_ttfb_ms": ttfb},
+        events=[{"type": k} for k in kinds],
+    )
+
+
+def test_a_turn_that_waited_out_the_silence_limit_is_counted() -> None:
+    prompt = ["transcript", "bot_started_speaking", "bot_stopped_speaking"]
+    quick = turn_record(_result(prompt, 900, 200, 150), max_silence_secs=2.0)
+    slow = turn_record(_result(prompt, 2600, 200, 150), max_silence_secs=2.0)
+    assert not quick["waited_for_max_silence"] and slow["waited_for_max_silence"]
+    assert quick["llm_started_after_ms"] == 550
+
+
+def test_a_reply_before_the_last_words_were_transcribed_is_a_cut_off() -> None:
+    cut = ["transcript", "bot_started_speaking", "transcript", "bot_stopped_speaking"]
+    record = turn_record(_result(cut, 900, 200, 150), max_silence_secs=2.0)
+    assert record["cut_off"]
+    summary = summarise([{**record, "kind": "paused"}])
+    assert summary["paused_cut_off"] == 1 and summary["cut_off"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_the_unseen_set_is_spoken(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import soundfile as sf
+
+    spoken = voice_set.synthesise(tmp_path, "heldout")
+    assert len(spoken) == len([1 for u, _ in voice_set.utterances() if u.half == "heldout"])
+    for utterance, _voice, path in spoken:
+        audio, rate = sf.read(path)
+        assert len(audio) / rate > 1.0, utterance.name
