@@ -10,6 +10,7 @@ $VOICEBOT_SCREENSHOTS when set).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -57,12 +58,13 @@ def chromium_path() -> str:
 def fake_mic_wav(question_wavs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The "capital" question as Chromium's fake microphone plays it: PCM16 WAV, looped.
 
-    Chromium loops the file, so it carries 0.5 s of silence before the question and 10 s
-    after, time for the bot to answer before the question comes round again.
+    The microphone starts before the session is connected, so 2 s of silence come before
+    the question; Chromium loops the file, so 10 s come after it, time for the bot to
+    answer before the question comes round again.
     """
     audio, rate = sf.read(question_wavs["capital"], dtype="float32")
     audio = soxr.resample(audio, rate, FAKE_MIC_RATE)
-    silence = np.zeros(FAKE_MIC_RATE // 2, dtype=np.float32)
+    silence = np.zeros(FAKE_MIC_RATE * 2, dtype=np.float32)
     tail = np.zeros(FAKE_MIC_RATE * 10, dtype=np.float32)
     path = tmp_path_factory.mktemp("fake-mic") / "capital-48k.wav"
     sf.write(path, np.concatenate([silence, audio, tail]), FAKE_MIC_RATE, subtype="PCM_16")
@@ -376,3 +378,47 @@ async def test_denied_microphone_is_explained(
         await screenshot(page, screenshots, "mic-denied")
     finally:
         await denying.close()
+
+
+async def test_interruption_is_marked_and_bot_audio_is_played(
+    server: LocalServer, guarded: Guarded, screenshots: Path
+) -> None:
+    """A scripted /ws server: the bot is cut off mid-reply and the page marks the reply."""
+    page = await guarded.page()
+    rate = 22050
+    beep = (np.sin(np.arange(rate) * 2 * np.pi * 440 / rate) * 12000).astype(np.int16)
+    # (message, seconds before the next): the beep plays for a while before the cut.
+    script: list[tuple[dict[str, Any] | bytes, float]] = [
+        ({"type": "ready", "protocol": 1, "session_id": "scripted", "sample_rate": rate}, 0.3),
+        ({"type": "user_started_speaking"}, 0.3),
+        ({"type": "transcript", "text": "Tell me a long story.", "final": True}, 0.3),
+        ({"type": "user_stopped_speaking"}, 0.3),
+        ({"type": "bot_started_speaking"}, 0.1),
+        ({"type": "bot_text", "text": "Once upon a time"}, 0.1),
+        (beep.tobytes(), 0.8),
+        ({"type": "user_started_speaking"}, 0.3),
+        ({"type": "bot_stopped_speaking"}, 0.3),
+        ({"type": "transcript", "text": "Stop, thanks.", "final": True}, 0.3),
+    ]
+    uploaded: list[int] = []
+
+    async def scripted(ws: Any) -> None:
+        ws.on_message(lambda message: uploaded.append(len(message)))
+        for item, pause in script:
+            ws.send(item if isinstance(item, bytes) else json.dumps(item))
+            await asyncio.sleep(pause)
+
+    await page.route_web_socket("**/ws*", scripted)
+    await page.goto(f"{server.http_url}/?transport=websocket")
+    await page.locator("#connect").click()
+    await page.locator(".bubble.user", has_text="Stop, thanks.").wait_for(timeout=STATE_TIMEOUT_MS)
+    await page.locator(".bubble.bot .badge", has_text="interrupted").wait_for()
+    turns = (await facts(page))["turns"]
+    assert [t["interrupted"] for t in turns] == [True, False], turns
+    assert [t["user"] for t in turns] == ["Tell me a long story.", "Stop, thanks."]
+    # The bot's PCM was played through the AudioWorklet and heard by the analyser.
+    assert (await facts(page))["bot"]["audibleMs"] >= 300
+    # The microphone went up as 20 ms PCM16 messages at 16 kHz.
+    assert uploaded and set(uploaded) == {640}
+    await screenshot(page, screenshots, "interrupted")
+    guarded.assert_stayed_local()
