@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command to set up and run voicebot on a fresh machine with only Python:
 #   ./quick_start.sh [serve args...]   set up .venv, then `voicebot serve` on :7860
-#   ./quick_start.sh test [pytest args] set up .venv (with test tools), then run the whole suite
+#   ./quick_start.sh test [pytest args] set up .venv (with test tools and Debian's chromium for
+#                                       the browser tests), then run the whole suite
 # Safe to run again: an unchanged set-up is detected and skipped.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -47,6 +48,9 @@ else
 fi
 
 if [[ "$MODE" == "test" ]]; then
+    # The browser tests drive Debian's chromium (never a Playwright browser download).
+    tests/browser/install_chromium.sh || echo "==> chromium could not be installed:" \
+        "tests/test_browser.py will fail (set VOICEBOT_CHROMIUM to a Chromium binary)" >&2
     exec "$VENV/bin/python" -m pytest "$@"
 fi
 exec "$VENV/bin/voicebot" serve "$@"

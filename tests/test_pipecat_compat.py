@@ -51,3 +51,11 @@ def test_nothing_else_touches_pipecat_privates() -> None:
             if needle in text:
                 offenders.append(f"{path.relative_to(root)}: {needle}")
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize(("module", "message"), pipecat_compat.ROUTINE_WARNINGS)
+def test_routine_warnings_are_still_logged_where_expected(module: str, message: str) -> None:
+    source = inspect.getsource(importlib.import_module(module))
+    assert f'logger.warning("{message}' in source, (
+        f"{module} no longer logs {message!r}: update pipecat_compat.ROUTINE_WARNINGS"
+    )

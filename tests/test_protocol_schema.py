@@ -55,6 +55,8 @@ def test_every_event_round_trips_and_leaves_out_what_was_not_measured() -> None:
     assert kinds == {
         "ready",
         "transcript",
+        "user_started_speaking",
+        "user_stopped_speaking",
         "bot_text",
         "bot_started_speaking",
         "bot_stopped_speaking",

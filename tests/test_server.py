@@ -28,7 +28,8 @@ def test_health_is_503_until_models_are_warm_then_200(
     assert config["llm"]["provider"] == "llama_cpp"
     assert config["tts"]["provider"] == "piper"
 
-    page = httpx.get(f"{url}/client/")
-    assert page.status_code == 200 and "<script" in page.text
-    assert httpx.get(url, follow_redirects=False).headers["location"] == "/client/"
+    page = httpx.get(f"{url}/")
+    assert page.status_code == 200 and "static/app.js" in page.text
+    prebuilt = httpx.get(f"{url}/client/", follow_redirects=True)
+    assert prebuilt.url.path == "/prebuilt/" and "<script" in prebuilt.text
     assert process.poll() is None

@@ -149,3 +149,22 @@ def websocket_client(transport: FastAPIWebsocketInputTransport) -> Any:
     """The client wrapper a FastAPI input transport reads from (its receive loop is overridden:
     `FastAPIWebsocketInputTransport._receive_messages`)."""
     return transport._client
+
+
+# Warnings Pipecat logs on perfectly normal events: (logger name, message prefix). Our log
+# set-up shows them only at DEBUG. A client that offers no video (our page, aiortc peers)
+# triggers the transceiver ones on every connect; a normal hang-up ends the audio track,
+# which SmallWebRTC reports as a media stream error.
+ROUTINE_WARNINGS: tuple[tuple[str, str], ...] = (
+    ("pipecat.transports.smallwebrtc.connection", "No video transceiver is available"),
+    ("pipecat.transports.smallwebrtc.connection", "No screen video transceiver is available"),
+    (
+        "pipecat.transports.smallwebrtc.transport",
+        "Media stream error while reading the audio",
+    ),
+)
+
+
+def is_routine_warning(name: str | None, message: str) -> bool:
+    """True for a Pipecat warning listed in ROUTINE_WARNINGS."""
+    return any(name == n and message.startswith(m) for n, m in ROUTINE_WARNINGS)

@@ -6,8 +6,8 @@ Client -> server
 Server -> client
     text    {"type": "ready", "sample_rate": N, ...}       always the first message
     binary  PCM16LE mono bot audio at N Hz
-    text    JSON events: transcript, bot_text, bot_started_speaking, bot_stopped_speaking,
-            metrics, error, pong
+    text    JSON events: transcript, user_started_speaking, user_stopped_speaking, bot_text,
+            bot_started_speaking, bot_stopped_speaking, metrics, error, pong
 """
 
 from __future__ import annotations
@@ -58,6 +58,18 @@ class TranscriptEvent(_Message):
     final: bool
 
 
+class UserStartedSpeakingEvent(_Message):
+    """The person's turn began; while the bot is speaking this interrupts it."""
+
+    type: Literal["user_started_speaking"] = "user_started_speaking"
+
+
+class UserStoppedSpeakingEvent(_Message):
+    """The person's turn ended (turn detection decided); the bot's reply is on its way."""
+
+    type: Literal["user_stopped_speaking"] = "user_stopped_speaking"
+
+
 class BotTextEvent(_Message):
     """The words of the bot's reply, sent as each piece is spoken."""
 
@@ -101,6 +113,8 @@ class PongEvent(_Message):
 ServerEvent = Annotated[
     ReadyEvent
     | TranscriptEvent
+    | UserStartedSpeakingEvent
+    | UserStoppedSpeakingEvent
     | BotTextEvent
     | BotStartedSpeakingEvent
     | BotStoppedSpeakingEvent

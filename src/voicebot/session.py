@@ -13,6 +13,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
+from voicebot.observability.conversation_log import ConversationLogObserver
 from voicebot.pipeline import build_worker
 
 
@@ -28,6 +29,7 @@ async def run_session(
     """Build the session's pipeline on `transport` and run it until the client disconnects."""
     session_id = session_id or uuid.uuid4().hex[:12]
     log = logger.bind(session=session_id)
+    observers = [*observers, ConversationLogObserver(session_id=session_id)]
     worker = build_worker(transport, models, settings, observers=observers, enable_rtvi=enable_rtvi)
 
     @transport.event_handler("on_client_disconnected")

@@ -13,6 +13,8 @@ from pipecat.frames.frames import (
     MetricsFrame,
     TranscriptionFrame,
     TTSTextFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
 )
 from pipecat.metrics.metrics import ProcessingMetricsData, TTFBMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
@@ -34,6 +36,8 @@ from voicebot.protocol import (
     MetricsEvent,
     ServerEvent,
     TranscriptEvent,
+    UserStartedSpeakingEvent,
+    UserStoppedSpeakingEvent,
 )
 
 EventSink = Callable[[ServerEvent], Awaitable[None]]
@@ -71,8 +75,12 @@ class ProtocolEventObserver(BaseObserver):
             return TranscriptEvent(text=frame.text, final=False)
         if isinstance(frame, TTSTextFrame):
             return BotTextEvent(text=frame.text)
-        # The output transport announces speaking both ways; report the downstream copy.
+        # Speaking frames are broadcast both ways; report the downstream copy.
         if data.direction == FrameDirection.DOWNSTREAM:
+            if isinstance(frame, UserStartedSpeakingFrame):
+                return UserStartedSpeakingEvent()
+            if isinstance(frame, UserStoppedSpeakingFrame):
+                return UserStoppedSpeakingEvent()
             if isinstance(frame, BotStartedSpeakingFrame):
                 return BotStartedSpeakingEvent()
             if isinstance(frame, BotStoppedSpeakingFrame):

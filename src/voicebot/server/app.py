@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from loguru import logger
 
 from voicebot.config import Settings
@@ -20,6 +18,7 @@ from voicebot.observability.events import ProtocolEventObserver
 from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
 from voicebot.providers import spec as providers
 from voicebot.providers.tts.stage import output_sample_rate
+from voicebot.server.page import mount_pages
 from voicebot.session import run_session
 from voicebot.transports.webrtc import WebRTCRoutes
 from voicebot.transports.websocket import VoicebotWebsocketTransport
@@ -124,18 +123,5 @@ def create_app(
         observer = ProtocolEventObserver(sink=transport.send_event)
         await run_session(transport, shared, settings, session_id=session_id, observers=[observer])
 
-    _mount_client(app)
+    mount_pages(app)
     return app
-
-
-def _mount_client(app: FastAPI) -> None:
-    """Serve Pipecat's prebuilt SmallWebRTC browser client at /client."""
-    # The package prints where it looks for its files; keep stdout clean for --json output.
-    with contextlib.redirect_stdout(sys.stderr):
-        from pipecat_ai_small_webrtc_prebuilt.frontend import SmallWebRTCPrebuiltUI
-
-    app.mount("/client", SmallWebRTCPrebuiltUI)
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse(url="/client/")

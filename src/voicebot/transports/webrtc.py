@@ -1,8 +1,10 @@
-"""SmallWebRTC for browsers: the offer/ICE routes Pipecat's prebuilt client calls, and `/start`.
+"""SmallWebRTC for browsers: the offer/ICE routes our page and Pipecat's prebuilt client call.
 
-The prebuilt client (mounted at /client) first POSTs `/start` for a session id, then
-sends its SDP offer to `/sessions/{id}/api/offer`. Plain `/api/offer` works too, for
-clients that skip `/start`. Each accepted offer runs one conversation in the background.
+A browser first POSTs `/start` for a session id (503 while models load), then sends its
+SDP offer to `/sessions/{id}/api/offer`. Plain `/api/offer` works too, for clients that
+skip `/start`. Each accepted offer runs one conversation in the background. Besides RTVI
+(for Pipecat clients), the data channel carries our protocol's JSON events, so a browser
+page gets the same events over WebRTC as over `/ws`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
-from voicebot.protocol import INPUT_SAMPLE_RATE
+from voicebot.observability.events import ProtocolEventObserver
+from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, ServerEvent
 from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.session import run_session
 
@@ -58,25 +61,42 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     def ready_models() -> SharedModels:
         models = get_models()
         if models is None:
-            raise HTTPException(status_code=503, detail="models are still loading; retry shortly")
+            raise HTTPException(
+                status_code=503,
+                detail="models are still loading; retry shortly",
+                headers={"Retry-After": "2"},
+            )
         return models
 
     async def answer(offer: SmallWebRTCRequest, session_id: str) -> dict[str, str]:
         models = ready_models()
 
         async def start(connection: SmallWebRTCConnection) -> None:
+            async def send_event(event: ServerEvent) -> None:
+                # Queued by the connection until the data channel opens.
+                connection.send_app_message(event.model_dump(exclude_none=True))
+
+            sample_rate = output_sample_rate(settings, models)
+            await send_event(ReadyEvent(session_id=session_id, sample_rate=sample_rate))
             transport = SmallWebRTCTransport(
                 webrtc_connection=connection,
                 params=TransportParams(
                     audio_in_enabled=True,
                     audio_in_sample_rate=INPUT_SAMPLE_RATE,
                     audio_out_enabled=True,
-                    audio_out_sample_rate=output_sample_rate(settings, models),
+                    audio_out_sample_rate=sample_rate,
                 ),
             )
             # The prebuilt client speaks RTVI over the data channel, so RTVI stays on.
             task = asyncio.create_task(
-                run_session(transport, models, settings, session_id=session_id, enable_rtvi=True)
+                run_session(
+                    transport,
+                    models,
+                    settings,
+                    session_id=session_id,
+                    observers=[ProtocolEventObserver(sink=send_event)],
+                    enable_rtvi=True,
+                )
             )
             sessions.add(task)
             task.add_done_callback(sessions.discard)
@@ -95,6 +115,8 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
                 status_code=400,
                 detail=f"transport {transport!r} is not enabled on this server; use 'webrtc'",
             )
+        # Refuse before handing out an id, so a client retries /start rather than an offer.
+        ready_models()
         session_id = str(uuid.uuid4())
         started.add(session_id)
         return {"sessionId": session_id}
