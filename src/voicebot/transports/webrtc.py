@@ -1,8 +1,9 @@
 """SmallWebRTC for browsers: the offer/ICE routes Pipecat's prebuilt client calls, and `/start`.
 
-The prebuilt client (mounted at /client) first POSTs `/start` for a session id, then
-sends its SDP offer to `/sessions/{id}/api/offer`. Plain `/api/offer` works too, for
-clients that skip `/start`. Each accepted offer runs one conversation in the background.
+The prebuilt client (mounted at /client) first POSTs `/start` (voicebot.server.start) for
+a session id, then sends its SDP offer to `/sessions/{id}/api/offer`. Plain `/api/offer`
+works too, for clients that skip `/start`. Each accepted offer runs one conversation in
+the background.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ class WebRTCRoutes:
     def __init__(self, get_models: ModelsGetter, settings: Settings) -> None:
         self.handler = SmallWebRTCRequestHandler()
         self.sessions: set[asyncio.Task[None]] = set()
+        self.started: set[str] = set()
         self.router = _build_router(self, get_models, settings)
+
+    def register_session(self) -> str:
+        """A session id for `/sessions/{id}/api/offer` (what `/start` hands a WebRTC client)."""
+        session_id = str(uuid.uuid4())
+        self.started.add(session_id)
+        return session_id
 
     async def close(self) -> None:
         """Hang up every peer connection and end their sessions (server shutdown)."""
@@ -53,7 +61,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     router = APIRouter()
     handler = owner.handler
     sessions = owner.sessions
-    started: set[str] = set()
+    started = owner.started
 
     def ready_models() -> SharedModels:
         models = get_models()
@@ -86,19 +94,6 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
             raise HTTPException(status_code=500, detail="WebRTC connection produced no answer")
         return result
 
-    @router.post("/start")
-    async def start_session(request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        transport = body.get("transport", "webrtc")
-        if transport != "webrtc":
-            raise HTTPException(
-                status_code=400,
-                detail=f"transport {transport!r} is not enabled on this server; use 'webrtc'",
-            )
-        session_id = str(uuid.uuid4())
-        started.add(session_id)
-        return {"sessionId": session_id}
-
     @router.post("/api/offer")
     async def offer(request: SmallWebRTCRequest) -> dict[str, str]:
         return await answer(request, str(uuid.uuid4()))
@@ -112,7 +107,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     async def session_offer(session_id: str, request: Request) -> dict[str, str]:
         if session_id not in started:
             raise HTTPException(status_code=404, detail="unknown session id; POST /start first")
-        data = await _json_body(request)
+        data = await json_body(request)
         try:
             offer_request = SmallWebRTCRequest(
                 sdp=data["sdp"],
@@ -126,7 +121,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
 
     @router.patch("/sessions/{session_id}/api/offer")
     async def session_ice(session_id: str, request: Request) -> dict[str, str]:
-        data = await _json_body(request)
+        data = await json_body(request)
         try:
             patch = SmallWebRTCPatchRequest(
                 pc_id=data["pc_id"],
@@ -142,7 +137,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     return router
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError as e:
