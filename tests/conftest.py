@@ -18,6 +18,7 @@ import pynvml
 import pytest
 
 from tests import nvml_readings as cards
+from tests.fake_daily import FakeDailyRoom
 from voicebot.autotune import resolve
 from voicebot.config import Settings, load_settings
 from voicebot.models import SharedModels
@@ -162,3 +163,11 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> Any:
         )
 
     return install
+
+
+@pytest.fixture
+def room(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDailyRoom]:
+    """A fake Daily room: daily-python's CallClient replaced inside Pipecat's DailyTransport."""
+    fake = FakeDailyRoom().install(monkeypatch)
+    yield fake
+    fake.close()

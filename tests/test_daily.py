@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -48,13 +48,6 @@ def daily_settings(settings: Settings, api: DailyAPIServer, **daily: Any) -> Set
 async def api() -> AsyncIterator[DailyAPIServer]:
     async with DailyAPIServer() as server:
         yield server
-
-
-@pytest.fixture
-def room(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDailyRoom]:
-    fake = FakeDailyRoom().install(monkeypatch)
-    yield fake
-    fake.close()
 
 
 async def start_daily(server: LocalServer) -> dict[str, Any]:
