@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import run_voicebot
 from tests.fake_daily import FakeDailyRoom
 from tests.servers.daily_api import API_KEY, DailyAPIServer
 from tests.test_conversation import transcribe, words
@@ -185,3 +186,29 @@ async def test_server_shutdown_ends_sessions_and_deletes_their_rooms(
     name = started["dailyRoom"].rsplit("/", 1)[-1]
     assert name in api.deleted and name not in api.rooms
     assert room.bot.released.is_set()
+
+
+async def test_voicebot_daily_joins_an_existing_room_with_an_owner_token(
+    api: DailyAPIServer, room: FakeDailyRoom, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicebot import cli
+
+    api.rooms["their-room"] = {"name": "their-room"}  # a room the user made themselves
+    monkeypatch.setenv("DAILY_API_KEY", API_KEY)
+    monkeypatch.setenv("DAILY_API_URL", api.url)
+    url = "https://voicebot-test.daily.co/their-room"
+    command = asyncio.ensure_future(asyncio.to_thread(cli.main, ["daily", "--room", url]))
+    await wait_for(lambda: room.joined_with or command.done(), "the bot to join", 180)
+    assert not command.done(), command.result()
+    joined_url, token = room.joined_with[0]
+    assert joined_url == url and api.tokens[token]["is_owner"] is True
+    room.eject_bot()
+    assert await asyncio.wait_for(command, 60) == 0
+    assert room.bot.released.is_set()
+    assert "their-room" not in api.deleted  # not ours to delete
+
+
+def test_voicebot_daily_refuses_what_is_not_a_room_url() -> None:
+    done = run_voicebot("daily", "--room", "my-room")
+    assert done.returncode == 2
+    assert "--room must be a Daily room URL" in done.stderr

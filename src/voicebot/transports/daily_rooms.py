@@ -122,6 +122,11 @@ class DailyRooms:
             expires_at=expires_at,
         )
 
+    async def bot_token(self, room_url: str) -> str:
+        """An owner token for the bot in a room made elsewhere (`voicebot daily --room`)."""
+        expires_at = time.time() + self._settings.room_expiry_secs
+        return await self._token(room_url, expires_at, owner=True, extra={})
+
     async def delete(self, name: str) -> bool:
         """Delete a room (a room that is already gone counts as deleted); never raises."""
         try:
