@@ -136,3 +136,17 @@ async def test_a_failed_token_deletes_the_room_it_was_for() -> None:
             await rooms.close()
     assert caught.value.http_status == 400
     assert api.rooms == {} and len(api.deleted) == 1
+
+
+async def test_invalid_client_properties_are_refused_before_daily_is_asked() -> None:
+    async with DailyAPIServer() as api:
+        rooms = rooms_for(api)
+        try:
+            for bad in ({"exp": "tomorrow"}, {"enable_recording": "everything"}):
+                with pytest.raises(DailyAPIError) as caught:
+                    await rooms.create(bad)
+                assert caught.value.http_status == 400
+                assert "dailyRoomProperties" in str(caught.value)
+        finally:
+            await rooms.close()
+    assert api.requests == []

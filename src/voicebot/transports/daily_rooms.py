@@ -139,16 +139,16 @@ class DailyRooms:
 
     def _room_params(self, extra: dict[str, Any], expires_at: float) -> DailyRoomParams:
         # Fresh objects on every call: DailyRESTHelper writes into the params it is given.
-        requested_exp = extra.get("exp")
-        properties = {
-            **extra,
-            "exp": min(float(requested_exp), expires_at) if requested_exp else expires_at,
-            "eject_at_room_exp": True,
-            "enable_prejoin_ui": False,
-            "start_video_off": True,
-            "max_participants": self._settings.max_participants,
-        }
         try:
+            requested_exp = extra.get("exp")
+            properties = {
+                **extra,
+                "exp": min(float(requested_exp), expires_at) if requested_exp else expires_at,
+                "eject_at_room_exp": True,
+                "enable_prejoin_ui": False,
+                "start_video_off": True,
+                "max_participants": self._settings.max_participants,
+            }
             return DailyRoomParams(privacy="private", properties=DailyRoomProperties(**properties))
         except (ValidationError, TypeError, ValueError) as e:
             raise DailyAPIError(
