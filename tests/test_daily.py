@@ -91,6 +91,8 @@ async def test_a_spoken_turn_in_a_daily_room(
         )
         await wait_for(lambda: rtvi(room, "bot-ready"), "bot-ready")
 
+        # The person's own track, at the pipeline's 16 kHz (audio_in_user_tracks).
+        assert ("set_audio_renderer", ("person", "microphone", 16000)) in room.bot.calls
         room.say(question_pcm["capital"])
         rate = 0
 
