@@ -16,6 +16,7 @@ import pynvml
 import pytest
 
 from tests import nvml_readings as cards
+from tests.fake_daily import FakeDailyRoom
 from tests.helpers import REPO, VOICEBOT, free_port, run_voicebot, tweak, wait_for_status
 from voicebot.autotune import resolve
 from voicebot.config import Settings, load_settings
@@ -140,6 +141,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason="no NVIDIA GPU on this machine (NVML finds none)")
         for item in gpu_tests:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def room(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDailyRoom]:
+    """A fake Daily room: daily-python's CallClient replaced inside Pipecat's DailyTransport."""
+    fake = FakeDailyRoom().install(monkeypatch)
+    yield fake
+    fake.close()
 
 
 __all__ = ["REPO", "VOICEBOT", "free_port", "run_voicebot", "tweak", "wait_for_status"]

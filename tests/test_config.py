@@ -94,3 +94,15 @@ def test_unreadable_profile(tmp_path: Path, text: str, fragment: str) -> None:
 def test_missing_profile_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_daily_api_url_honours_dailys_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAILY_API_URL", "http://127.0.0.1:9/v1")
+    assert load_settings().daily.api_url == "http://127.0.0.1:9/v1"
+    monkeypatch.setenv("VOICEBOT_DAILY__API_URL", "http://127.0.0.1:10/v1")
+    assert load_settings().daily.api_url == "http://127.0.0.1:10/v1"
+    monkeypatch.delenv("DAILY_API_URL")
+    monkeypatch.delenv("VOICEBOT_DAILY__API_URL")
+    settings = load_settings()
+    assert settings.daily.api_url == "https://api.daily.co/v1"
+    assert settings.daily.max_participants == 2

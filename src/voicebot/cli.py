@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flag(say)
     say.set_defaults(run=lambda args: asyncio.run(_say(args, _settings(args))))
 
+    daily = commands.add_parser("daily", help="the bot joins an existing Daily room and talks")
+    daily.add_argument("--room", required=True, help="the room URL (https://NAME.daily.co/ROOM)")
+    daily.add_argument(
+        "--token", help="a meeting token for the bot (default: an owner token via DAILY_API_KEY)"
+    )
+    _add_config_flag(daily)
+    daily.set_defaults(run=_daily)
+
     gpu_info = commands.add_parser("gpu-info", help="the GPUs found and whether CUDA works")
     gpu_info.add_argument("--json", action="store_true", help="print one JSON object")
     gpu_info.set_defaults(run=_gpu_info)
@@ -139,6 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve_command(args: argparse.Namespace) -> int:
     flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     return _serve(_tuned(args, flags))
+
+
+def _daily(args: argparse.Namespace) -> int:
+    from voicebot.tools.daily_bot import join_room
+
+    settings = _settings(args)
+    setup_logging(settings.server.log_level)
+    reason = asyncio.run(join_room(settings, args.room, args.token))
+    print(f"session ended: {reason or 'pipeline finished'}")
+    return 0
 
 
 def _bench_turn(args: argparse.Namespace) -> int:

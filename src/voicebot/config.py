@@ -228,6 +228,33 @@ class TurnSettings(_Section):
     max_silence_secs: float = Field(2.0, gt=0.0)
 
 
+DAILY_API_URL = "https://api.daily.co/v1"
+
+
+def _daily_api_url() -> str:
+    # Daily's own variable, so tests and proxies can point the REST client elsewhere;
+    # a profile or VOICEBOT_DAILY__API_URL still wins over it.
+    return os.environ.get("DAILY_API_URL") or DAILY_API_URL
+
+
+class DailySettings(_Section):
+    """Daily WebRTC rooms; the key comes only from DAILY_API_KEY."""
+
+    api_url: str = Field(default_factory=_daily_api_url)
+    # Rooms and tokens expire this long after they are made; Daily ejects everyone then.
+    room_expiry_secs: float = Field(3600.0, gt=0.0)
+    # One person and the bot.
+    max_participants: int = Field(2, ge=2)
+    # After the last person leaves, the bot waits this long for someone to come back.
+    empty_room_grace_secs: float = Field(10.0, ge=0.0)
+    # A bot that has not joined its room this long after starting gives up.
+    join_timeout_secs: float = Field(30.0, gt=0.0)
+    # Each REST call to Daily gives up after this long (one quick retry on 5xx/timeouts).
+    request_timeout_secs: float = Field(10.0, gt=0.0)
+    bot_name: str = "voicebot"
+    user_name: str = "guest"
+
+
 class Secrets(BaseSettings):
     """API keys, read only from the providers' standard environment variables."""
 
@@ -262,6 +289,7 @@ class Settings(BaseSettings):
     tts: TTSSettings = TTSSettings()
     vad: VADSettings = VADSettings()
     turn: TurnSettings = TurnSettings()
+    daily: DailySettings = Field(default_factory=DailySettings)
     secrets: Secrets = Field(default_factory=Secrets)
 
     @classmethod

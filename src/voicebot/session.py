@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
 from pipecat.observers.base_observer import BaseObserver
+from pipecat.pipeline.worker import PipelineWorker
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
@@ -15,6 +16,9 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.observability.conversation_log import ConversationLogObserver
 from voicebot.pipeline import build_worker
+
+# Attaches a transport's own end-of-session rules (Daily: join watchdog, empty room).
+Lifecycle = Callable[[PipelineWorker], None]
 
 
 async def run_session(
@@ -25,17 +29,26 @@ async def run_session(
     session_id: str | None = None,
     observers: Sequence[BaseObserver] = (),
     enable_rtvi: bool = False,
+    lifecycle: Lifecycle | None = None,
 ) -> None:
-    """Build the session's pipeline on `transport` and run it until the client disconnects."""
+    """Build the session's pipeline on `transport` and run it until the session ends.
+
+    Without `lifecycle` the session ends when the client disconnects; with one, the
+    lifecycle decides (it is given the worker to cancel).
+    """
     session_id = session_id or uuid.uuid4().hex[:12]
     log = logger.bind(session=session_id)
     observers = [*observers, ConversationLogObserver(session_id=session_id)]
     worker = build_worker(transport, models, settings, observers=observers, enable_rtvi=enable_rtvi)
 
-    @transport.event_handler("on_client_disconnected")
-    async def on_client_disconnected(_transport: BaseTransport, *_args: Any) -> None:
-        log.info("client disconnected")
-        await worker.cancel(reason="client disconnected")
+    if lifecycle is not None:
+        lifecycle(worker)
+    else:
+
+        @transport.event_handler("on_client_disconnected")
+        async def on_client_disconnected(_transport: BaseTransport, *_args: Any) -> None:
+            log.info("client disconnected")
+            await worker.cancel(reason="client disconnected")
 
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)

@@ -18,8 +18,11 @@ from voicebot.observability.events import ProtocolEventObserver
 from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
 from voicebot.providers import spec as providers
 from voicebot.providers.tts.stage import output_sample_rate
+from voicebot.server.daily import DailySessions
 from voicebot.server.page import mount_pages
+from voicebot.server.start import PIPECAT_WS_PATH, start_router
 from voicebot.session import run_session
+from voicebot.transports.pipecat_ws import PipecatWebsocketTransport
 from voicebot.transports.webrtc import WebRTCRoutes
 from voicebot.transports.websocket import VoicebotWebsocketTransport
 
@@ -59,6 +62,7 @@ def create_app(
     """
     state = ModelState()
     webrtc = WebRTCRoutes(lambda: state.models, settings)
+    daily = DailySessions(lambda: state.models, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -71,13 +75,16 @@ def create_app(
             providers.check(settings)
             loader = asyncio.create_task(state.load(settings))
         yield
+        await daily.close()
         await webrtc.close()
         if loader is not None and not loader.done():
             loader.cancel()
 
     app = FastAPI(title="voicebot", lifespan=lifespan)
     app.state.models = state
+    app.include_router(start_router(webrtc, daily))
     app.include_router(webrtc.router)
+    app.include_router(daily.router)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -122,6 +129,21 @@ def create_app(
         await websocket.send_text(encode_event(ready))
         observer = ProtocolEventObserver(sink=transport.send_event)
         await run_session(transport, shared, settings, session_id=session_id, observers=[observer])
+
+    @app.websocket(PIPECAT_WS_PATH)
+    async def pipecat_ws_session(websocket: WebSocket) -> None:
+        await websocket.accept()
+        shared = state.models
+        if shared is None:
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="models loading")
+            return
+        transport = PipecatWebsocketTransport(
+            websocket,
+            max_message_bytes=settings.server.max_message_bytes,
+            audio_out_sample_rate=output_sample_rate(settings, shared),
+        )
+        # Pipecat's clients speak RTVI: client-ready -> bot-ready, transcripts, bot text.
+        await run_session(transport, shared, settings, enable_rtvi=True)
 
     mount_pages(app)
     return app

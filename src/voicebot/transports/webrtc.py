@@ -1,10 +1,10 @@
 """SmallWebRTC for browsers: the offer/ICE routes our page and Pipecat's prebuilt client call.
 
-A browser first POSTs `/start` for a session id (503 while models load), then sends its
-SDP offer to `/sessions/{id}/api/offer`. Plain `/api/offer` works too, for clients that
-skip `/start`. Each accepted offer runs one conversation in the background. Besides RTVI
-(for Pipecat clients), the data channel carries our protocol's JSON events, so a browser
-page gets the same events over WebRTC as over `/ws`.
+A browser first POSTs `/start` (voicebot.server.start) for a session id (503 while models
+load), then sends its SDP offer to `/sessions/{id}/api/offer`. Plain `/api/offer` works
+too, for clients that skip `/start`. Each accepted offer runs one conversation in the
+background. Besides RTVI (for Pipecat clients), the data channel carries our protocol's
+JSON events, so a browser page gets the same events over WebRTC as over `/ws`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,26 @@ class WebRTCRoutes:
     def __init__(self, get_models: ModelsGetter, settings: Settings) -> None:
         self.handler = SmallWebRTCRequestHandler()
         self.sessions: set[asyncio.Task[None]] = set()
+        self.started: set[str] = set()
+        self.get_models = get_models
         self.router = _build_router(self, get_models, settings)
+
+    def ready_models(self) -> SharedModels:
+        """The warm models, or HTTP 503 with Retry-After while they are still loading."""
+        models = self.get_models()
+        if models is None:
+            raise HTTPException(
+                status_code=503,
+                detail="models are still loading; retry shortly",
+                headers={"Retry-After": "2"},
+            )
+        return models
+
+    def register_session(self) -> str:
+        """A session id for `/sessions/{id}/api/offer` (what `/start` hands a WebRTC client)."""
+        session_id = str(uuid.uuid4())
+        self.started.add(session_id)
+        return session_id
 
     async def close(self) -> None:
         """Hang up every peer connection and end their sessions (server shutdown)."""
@@ -56,17 +75,8 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     router = APIRouter()
     handler = owner.handler
     sessions = owner.sessions
-    started: set[str] = set()
-
-    def ready_models() -> SharedModels:
-        models = get_models()
-        if models is None:
-            raise HTTPException(
-                status_code=503,
-                detail="models are still loading; retry shortly",
-                headers={"Retry-After": "2"},
-            )
-        return models
+    started = owner.started
+    ready_models = owner.ready_models
 
     async def answer(offer: SmallWebRTCRequest, session_id: str) -> dict[str, str]:
         models = ready_models()
@@ -106,21 +116,6 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
             raise HTTPException(status_code=500, detail="WebRTC connection produced no answer")
         return result
 
-    @router.post("/start")
-    async def start_session(request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        transport = body.get("transport", "webrtc")
-        if transport != "webrtc":
-            raise HTTPException(
-                status_code=400,
-                detail=f"transport {transport!r} is not enabled on this server; use 'webrtc'",
-            )
-        # Refuse before handing out an id, so a client retries /start rather than an offer.
-        ready_models()
-        session_id = str(uuid.uuid4())
-        started.add(session_id)
-        return {"sessionId": session_id}
-
     @router.post("/api/offer")
     async def offer(request: SmallWebRTCRequest) -> dict[str, str]:
         return await answer(request, str(uuid.uuid4()))
@@ -134,7 +129,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     async def session_offer(session_id: str, request: Request) -> dict[str, str]:
         if session_id not in started:
             raise HTTPException(status_code=404, detail="unknown session id; POST /start first")
-        data = await _json_body(request)
+        data = await json_body(request)
         try:
             offer_request = SmallWebRTCRequest(
                 sdp=data["sdp"],
@@ -148,7 +143,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
 
     @router.patch("/sessions/{session_id}/api/offer")
     async def session_ice(session_id: str, request: Request) -> dict[str, str]:
-        data = await _json_body(request)
+        data = await json_body(request)
         try:
             patch = SmallWebRTCPatchRequest(
                 pc_id=data["pc_id"],
@@ -164,7 +159,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     return router
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError as e:
