@@ -151,11 +151,17 @@ async def run_turn_bench(
     spoken = await asyncio.to_thread(spoken_set, settings, voices, half, turns)
     process = psutil.Process()
     results: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
 
     async def measure(ws_url: str) -> tuple[float, float]:
         cpu_start, wall_start = process.cpu_times(), time.perf_counter()
         for name, pcm, meta in spoken:
-            result = await run_turn(ws_url, pcm)
+            try:
+                result = await run_turn(ws_url, pcm)
+            except TimeoutError as e:  # no reply at all: a finding, not a crash
+                failed.append({"name": name, **meta, "error": str(e)})
+                print(json.dumps(failed[-1]), flush=True)
+                continue
             record = turn_record(result, settings.turn.max_silence_secs)
             results.append({"name": name, **meta, **record})
             print(json.dumps(results[-1]), flush=True)
@@ -192,9 +198,10 @@ async def run_turn_bench(
             "smart_turn": settings.turn.smart_turn,
             "max_silence_secs": settings.turn.max_silence_secs,
         },
-        "summary": summarise(results),
+        "summary": {**summarise(results), "unanswered": len(failed)},
         "server_process": server_process,
         "turns": results,
+        "unanswered": failed,
     }
     await asyncio.to_thread(write_report, output, report)
     print(json.dumps(report["summary"], indent=2))
