@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from loguru import logger
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.pipecat_compat import is_routine_warning

@@ -16,10 +16,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import run_voicebot
 from tests.fake_daily import FakeDailyRoom
+from tests.helpers import hear as transcribe
+from tests.helpers import run_voicebot, words
 from tests.servers.daily_api import API_KEY, DailyAPIServer
-from tests.test_conversation import transcribe, words
 from voicebot.config import DailySettings, Secrets, Settings
 from voicebot.models import SharedModels
 from voicebot.tools.local_server import LocalServer

@@ -21,7 +21,8 @@ from pipecat.frames.frames import (
 )
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 
-from tests.test_conversation import transcribe, words
+from tests.helpers import hear as transcribe
+from tests.helpers import words
 from tests.test_daily import wait_for
 from voicebot.errors import ProtocolError
 from voicebot.models import SharedModels

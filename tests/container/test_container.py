@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, wait_for_status
+from tests.helpers import free_port, wait_for_status
 from voicebot.tools.client import run_turn
 
 IMAGE = os.environ.get("VOICEBOT_CONTAINER_IMAGE", "")
