@@ -65,7 +65,8 @@ def load_pcm16k(path: Path) -> np.ndarray:
     mono = audio.mean(axis=1)
     if rate != INPUT_SAMPLE_RATE:
         mono = soxr.resample(mono, rate, INPUT_SAMPLE_RATE)
-    return (np.clip(mono, -1.0, 1.0) * 32767).astype(np.int16)
+    pcm: np.ndarray = (np.clip(mono, -1.0, 1.0) * 32767).astype(np.int16)
+    return pcm
 
 
 def last_voiced_sample(pcm: np.ndarray) -> int:

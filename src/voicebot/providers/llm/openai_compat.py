@@ -102,7 +102,10 @@ class VoiceBounds:
                 reraise=True,
             ):
                 with attempt:
-                    return await parent.get_chat_completions(context)
+                    stream: AsyncStream[ChatCompletionChunk] = await parent.get_chat_completions(
+                        context
+                    )
+                    return stream
         except APIError as e:
             raise provider_error(e) from e
         raise AssertionError("unreachable")

@@ -124,7 +124,8 @@ def _load(settings: Settings) -> Kokoro:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = cpu_threads()
     session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=providers)
-    return Kokoro.from_session(session, str(voices))
+    kokoro: Kokoro = Kokoro.from_session(session, str(voices))
+    return kokoro
 
 
 def _synthesize(settings: Settings, kokoro: Kokoro, text: str) -> tuple[bytes, int]:
