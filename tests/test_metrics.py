@@ -1,0 +1,119 @@
+"""GET /metrics: Prometheus text a scraper can parse, moved by a real /ws conversation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
+
+from voicebot.observability import prometheus
+from voicebot.observability.metrics_observer import MetricsObserver
+from voicebot.observability.prometheus import VoicebotMetrics
+from voicebot.tools.client import run_turn
+from voicebot.tools.local_server import LocalServer
+
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Scrape:
+    """Every sample of a scrape, keyed by its name and sorted labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(scrape: Scrape, metric: str, /, **labels: str) -> float:
+    return scrape.get((metric, tuple(sorted(labels.items()))), 0.0)
+
+
+async def scrape(server: LocalServer) -> Scrape:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{server.http_url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
+
+
+async def test_a_ws_conversation_shows_in_metrics(
+    server: LocalServer, question_pcm: dict[str, np.ndarray]
+) -> None:
+    before = await scrape(server)
+    result = await run_turn(server.ws_url, question_pcm["capital"])
+    assert result.reply_audio_s > 0
+
+    after = await scrape(server)
+    turn_count = "voicebot_turn_latency_seconds_count"
+    assert value(after, turn_count, transport="ws") >= value(before, turn_count, transport="ws") + 1
+    latency = value(after, "voicebot_turn_latency_seconds_sum", transport="ws") - value(
+        before, "voicebot_turn_latency_seconds_sum", transport="ws"
+    )
+    # Server-side latency of a real turn on CPU: positive and well under the client's wait.
+    assert 0 < latency < 60
+    for name in (
+        "voicebot_stt_seconds_count",
+        "voicebot_stt_rtf_count",
+        "voicebot_llm_ttft_seconds_count",
+        "voicebot_tts_first_audio_seconds_count",
+    ):
+        assert value(after, name) > value(before, name), name
+    for name in ("voicebot_sessions_total", "voicebot_turns_total"):
+        assert value(after, name, transport="ws") > value(before, name, transport="ws"), name
+    # The session ends once the server notices the client has gone.
+    for _ in range(100):
+        if value(await scrape(server), "voicebot_active_sessions", transport="ws") == 0:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("voicebot_active_sessions stayed above 0 after the client left")
+    loaded = [key for key in after if key[0] == "voicebot_models_loaded"]
+    assert loaded, "the shared models are listed"
+    # Bounded labels: no session id ever becomes a label value.
+    assert all(len(dict(labels)) <= 4 for _, labels in after)
+
+
+async def test_refused_client_messages_are_counted_by_code(server: LocalServer) -> None:
+    before = await scrape(server)
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.recv()  # ready
+        await ws.send('{"type": "no_such_message"}')
+        await ws.send(b"\x00")  # an odd number of bytes is not PCM16
+        await asyncio.sleep(0.5)
+    after = await scrape(server)
+    moved = {
+        dict(labels)["code"]
+        for (name, labels), v in after.items()
+        if name == "voicebot_protocol_errors_total" and v > before.get((name, labels), 0.0)
+    }
+    assert len(moved) == 2, moved
+
+
+def test_no_gpu_means_no_gpu_samples_and_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prometheus, "_read_gpus", list)
+    text = VoicebotMetrics(models_loaded=lambda: ["stt.whisper"]).render().decode()
+    scraped = samples(text)
+    assert not [key for key in scraped if key[0].startswith("voicebot_gpu_")]
+    assert value(scraped, "voicebot_models_loaded", model="stt.whisper") == 1
+
+
+def test_gpu_readings_become_per_gpu_gauges(monkeypatch: pytest.MonkeyPatch) -> None:
+    reading = [(0, "NVIDIA L4", 2.0e9, 24.0e9, 0.35)]
+    monkeypatch.setattr(prometheus, "_read_gpus", lambda: reading)
+    scraped = samples(VoicebotMetrics().render().decode())
+    labels = {"gpu": "0", "name": "NVIDIA L4"}
+    assert value(scraped, "voicebot_gpu_memory_used_bytes", **labels) == 2.0e9
+    assert value(scraped, "voicebot_gpu_utilization_ratio", **labels) == 0.35
+
+
+def test_apps_have_their_own_registries() -> None:
+    first, second = VoicebotMetrics(gpu=False), VoicebotMetrics(gpu=False)
+    first.protocol_error("invalid_message")
+    assert value(samples(second.render().decode()), "voicebot_protocol_errors_total") == 0
+    assert isinstance(
+        MetricsObserver(metrics=first, transport="ws"), MetricsObserver
+    )  # builds without a pipeline
