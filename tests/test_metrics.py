@@ -8,11 +8,26 @@ import httpx
 import numpy as np
 import pytest
 import websockets
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    ErrorFrame,
+    Frame,
+    InterruptionFrame,
+    LLMContextFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.observers.base_observer import FramePushed
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.tests.utils import run_test
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fakes import FakeLLMService
 from voicebot.observability import prometheus
 from voicebot.observability.metrics_observer import MetricsObserver
 from voicebot.observability.prometheus import VoicebotMetrics
+from voicebot.providers.llm.failover import FailoverLLMService
 from voicebot.tools.client import run_turn
 from voicebot.tools.local_server import LocalServer
 
@@ -114,6 +129,59 @@ def test_apps_have_their_own_registries() -> None:
     first, second = VoicebotMetrics(gpu=False), VoicebotMetrics(gpu=False)
     first.protocol_error("invalid_message")
     assert value(samples(second.render().decode()), "voicebot_protocol_errors_total") == 0
-    assert isinstance(
-        MetricsObserver(metrics=first, transport="ws"), MetricsObserver
-    )  # builds without a pipeline
+    scraped = samples(first.render().decode())
+    assert value(scraped, "voicebot_protocol_errors_total", code="invalid_message") == 1
+
+
+def ask(text: str) -> LLMContextFrame:
+    return LLMContextFrame(LLMContext(messages=[{"role": "user", "content": text}]))
+
+
+async def test_llm_failovers_are_counted_once_each_with_their_providers() -> None:
+    metrics = VoicebotMetrics(gpu=False)
+    llm = FailoverLLMService(
+        primary=FakeLLMService(fail="raise", retryable=True),
+        fallback=FakeLLMService(reply="From the fallback."),
+        cooldown_secs=0,
+    )
+    observer = MetricsObserver(metrics=metrics, transport="ws")
+    await run_test(llm, frames_to_send=[ask("One?"), ask("Two?")], observers=[observer])
+    scraped = samples(metrics.render().decode())
+    labels = {
+        "stage": "llm",
+        "from_provider": "FakeLLMService",
+        "to_provider": "FakeLLMService",
+        "retryable": "true",
+    }
+    assert value(scraped, "voicebot_failovers_total", **labels) == 2
+
+
+async def test_interruptions_count_only_when_the_user_cuts_the_bot_off() -> None:
+    metrics = VoicebotMetrics(gpu=False)
+    observer = MetricsObserver(metrics=metrics, transport="webrtc")
+    source = FakeLLMService()
+
+    async def push(frame: Frame) -> None:
+        await observer.on_push_frame(
+            FramePushed(
+                source=source,
+                destination=source,
+                frame=frame,
+                direction=FrameDirection.DOWNSTREAM,
+                timestamp=0,
+            )
+        )
+
+    await push(InterruptionFrame())  # the user starts a turn while the bot is silent
+    await push(VADUserStoppedSpeakingFrame(stop_secs=0.2))
+    await push(UserStoppedSpeakingFrame())
+    await push(BotStartedSpeakingFrame())
+    await push(InterruptionFrame())  # the user speaks over the bot
+    await push(ErrorFrame(error="the LLM broke"))
+    scraped = samples(metrics.render().decode())
+    assert value(scraped, "voicebot_interruptions_total", transport="webrtc") == 1
+    assert value(scraped, "voicebot_turns_total", transport="webrtc") == 1
+    assert value(scraped, "voicebot_turn_latency_seconds_count", transport="webrtc") == 1
+    # Measured from the last voiced sample: at least the VAD's stop window.
+    assert value(scraped, "voicebot_turn_latency_seconds_sum", transport="webrtc") >= 0.2
+    assert value(scraped, "voicebot_errors_total", stage="llm", code="pipeline_error") == 1
