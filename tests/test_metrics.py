@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import numpy as np
+import pynvml
 import pytest
 import websockets
 from pipecat.frames.frames import (
@@ -23,8 +26,8 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.tests.utils import run_test
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import nvml_readings as cards
 from tests.fakes import FakeLLMService
-from voicebot.observability import prometheus
 from voicebot.observability.metrics_observer import MetricsObserver
 from voicebot.observability.prometheus import VoicebotMetrics
 from voicebot.providers.llm.failover import FailoverLLMService
@@ -109,20 +112,32 @@ async def test_refused_client_messages_are_counted_by_code(server: LocalServer) 
 
 
 def test_no_gpu_means_no_gpu_samples_and_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prometheus, "_read_gpus", list)
+    def no_driver() -> None:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
     text = VoicebotMetrics(models_loaded=lambda: ["stt.whisper"]).render().decode()
     scraped = samples(text)
     assert not [key for key in scraped if key[0].startswith("voicebot_gpu_")]
     assert value(scraped, "voicebot_models_loaded", model="stt.whisper") == 1
 
 
-def test_gpu_readings_become_per_gpu_gauges(monkeypatch: pytest.MonkeyPatch) -> None:
-    reading = [(0, "NVIDIA L4", 2.0e9, 24.0e9, 0.35)]
-    monkeypatch.setattr(prometheus, "_read_gpus", lambda: reading)
+def test_gpu_readings_become_per_gpu_gauges(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_nvml(cards.L4, cards.H100)
+    busy = {cards.L4.name: 35, cards.H100.name: 90}
+    monkeypatch.setattr(
+        pynvml,
+        "nvmlDeviceGetUtilizationRates",
+        lambda card: SimpleNamespace(gpu=busy[card.name], memory=0),
+    )
     scraped = samples(VoicebotMetrics().render().decode())
-    labels = {"gpu": "0", "name": "NVIDIA L4"}
-    assert value(scraped, "voicebot_gpu_memory_used_bytes", **labels) == 2.0e9
-    assert value(scraped, "voicebot_gpu_utilization_ratio", **labels) == 0.35
+    l4, h100 = {"gpu": "0", "name": cards.L4.name}, {"gpu": "1", "name": cards.H100.name}
+    assert value(scraped, "voicebot_gpu_memory_used_bytes", **l4) == cards.L4.used_bytes
+    assert value(scraped, "voicebot_gpu_memory_total_bytes", **h100) == cards.H100.total_bytes
+    assert value(scraped, "voicebot_gpu_utilization_ratio", **l4) == 0.35
+    assert value(scraped, "voicebot_gpu_utilization_ratio", **h100) == 0.9
 
 
 def test_apps_have_their_own_registries() -> None:
