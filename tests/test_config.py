@@ -106,3 +106,15 @@ def test_daily_api_url_honours_dailys_own_variable(monkeypatch: pytest.MonkeyPat
     settings = load_settings()
     assert settings.daily.api_url == "https://api.daily.co/v1"
     assert settings.daily.max_participants == 2
+
+
+def test_tracing_is_off_by_default_and_set_from_yaml_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().observability.tracing.enabled is False
+    path = write(tmp_path, "observability:\n  tracing:\n    service_name: bot-eu\n")
+    monkeypatch.setenv("VOICEBOT_OBSERVABILITY__TRACING__ENABLED", "true")
+    tracing = load_settings(path).observability.tracing
+    assert tracing.enabled and tracing.service_name == "bot-eu"
+    with pytest.raises(ConfigError, match="otlp_endpiont"):
+        load_settings(write(tmp_path, "observability:\n  tracing:\n    otlp_endpiont: x\n"))

@@ -19,7 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from dockerfile_parse import DockerfileParser
+from prometheus_client.parser import text_string_to_metric_families
+
+from voicebot.observability.prometheus import VoicebotMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -30,7 +34,7 @@ SHELL_SCRIPTS = [
     REPO / "deployment" / "gcp" / "cos-startup.sh",
     REPO / "tests" / "container" / "run_container_test.sh",
 ]
-COMPOSE_PROFILES = [None, "vllm"]
+COMPOSE_PROFILES = [None, "vllm", "monitoring"]
 
 
 def run(*cmd: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -106,6 +110,50 @@ def test_compose_file_is_valid(profile: str | None, tmp_path: Path) -> None:
         assert "vllm" in services
     else:
         assert "vllm" not in services
+    assert ({"prometheus", "grafana"} <= services.keys()) == (profile == "monitoring")
+    if profile == "monitoring":
+        # Every file the monitoring services mount is in the repository.
+        for name in ("prometheus", "grafana"):
+            binds = [v for v in services[name]["volumes"] if v["type"] == "bind"]
+            assert binds, name
+            for bind in binds:
+                assert Path(bind["source"]).exists(), bind["source"]
+
+
+def test_prometheus_scrapes_voicebot_metrics() -> None:
+    config = yaml.safe_load((REPO / "deployment" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "voicebot"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["voicebot:7860"]
+
+
+def test_every_dashboard_query_names_a_metric_voicebot_exports() -> None:
+    # A misspelt metric would leave a panel silently empty.
+    # Families are listed even before they have samples (labelled metrics, absent GPUs).
+    families = text_string_to_metric_families(VoicebotMetrics().render().decode())
+    exported = {
+        family.name + suffix
+        for family in families
+        for suffix in ("", "_total", "_bucket", "_sum", "_count")
+    }
+    dashboard = json.loads(
+        (REPO / "deployment" / "grafana" / "dashboards" / "voicebot.json").read_text()
+    )
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"voicebot_[a-z_]+", target["expr"])
+    }
+    assert len(used) >= 10
+    assert used <= exported, used - exported
+    datasources = yaml.safe_load(
+        (
+            REPO / "deployment" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+        ).read_text()
+    )
+    uid = datasources["datasources"][0]["uid"]
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {uid}
 
 
 def test_compose_check_rejects_a_bad_file(tmp_path: Path) -> None:

@@ -255,6 +255,19 @@ class DailySettings(_Section):
     user_name: str = "guest"
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry spans per turn and per service (Pipecat's tracing); off costs nothing."""
+
+    enabled: bool = False
+    # OTLP over HTTP (a collector, Jaeger, Tempo): spans go to {otlp_endpoint}/v1/traces.
+    otlp_endpoint: str = "http://127.0.0.1:4318"
+    service_name: str = "voicebot"
+
+
+class ObservabilitySettings(_Section):
+    tracing: TracingSettings = TracingSettings()
+
+
 class Secrets(BaseSettings):
     """API keys, read only from the providers' standard environment variables."""
 
@@ -290,6 +303,7 @@ class Settings(BaseSettings):
     vad: VADSettings = VADSettings()
     turn: TurnSettings = TurnSettings()
     daily: DailySettings = Field(default_factory=DailySettings)
+    observability: ObservabilitySettings = ObservabilitySettings()
     secrets: Secrets = Field(default_factory=Secrets)
 
     @classmethod

@@ -78,6 +78,7 @@ def build_worker(
     *,
     observers: Sequence[BaseObserver] = (),
     enable_rtvi: bool = False,
+    conversation_id: str | None = None,
 ) -> PipelineWorker:
     """One conversation: transport -> STT -> context -> LLM -> TTS -> transport."""
     stt_spec = providers.chosen(settings, "stt")[0]
@@ -133,4 +134,7 @@ def build_worker(
         ),
         observers=list(observers),
         enable_rtvi=enable_rtvi,
+        # Spans go to the tracer provider voicebot.observability.tracing set up at start.
+        enable_tracing=settings.observability.tracing.enabled,
+        conversation_id=conversation_id,
     )

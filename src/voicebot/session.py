@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from loguru import logger
@@ -15,6 +16,7 @@ from pipecat.workers.runner import WorkerRunner
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.observability.conversation_log import ConversationLogObserver
+from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.pipeline import build_worker
 
 # Attaches a transport's own end-of-session rules (Daily: join watchdog, empty room).
@@ -30,16 +32,27 @@ async def run_session(
     observers: Sequence[BaseObserver] = (),
     enable_rtvi: bool = False,
     lifecycle: Lifecycle | None = None,
+    metrics: SessionMetrics | None = None,
 ) -> None:
     """Build the session's pipeline on `transport` and run it until the session ends.
 
     Without `lifecycle` the session ends when the client disconnects; with one, the
-    lifecycle decides (it is given the worker to cancel).
+    lifecycle decides (it is given the worker to cancel). `metrics` counts the session
+    and observes its turns for /metrics.
     """
     session_id = session_id or uuid.uuid4().hex[:12]
     log = logger.bind(session=session_id)
     observers = [*observers, ConversationLogObserver(session_id=session_id)]
-    worker = build_worker(transport, models, settings, observers=observers, enable_rtvi=enable_rtvi)
+    if metrics is not None:
+        observers.append(metrics.observer())
+    worker = build_worker(
+        transport,
+        models,
+        settings,
+        observers=observers,
+        enable_rtvi=enable_rtvi,
+        conversation_id=session_id,
+    )
 
     if lifecycle is not None:
         lifecycle(worker)
@@ -54,6 +67,7 @@ async def run_session(
     await runner.add_workers(worker)
     log.info("session started")
     try:
-        await runner.run()
+        with metrics.running() if metrics is not None else nullcontext():
+            await runner.run()
     finally:
         log.info("session ended")

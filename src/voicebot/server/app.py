@@ -9,12 +9,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from loguru import logger
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.observability.events import ProtocolEventObserver
+from voicebot.observability.metrics_observer import SessionMetrics
+from voicebot.observability.prometheus import CONTENT_TYPE, VoicebotMetrics
+from voicebot.observability.tracing import setup_tracing
 from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
 from voicebot.providers import spec as providers
 from voicebot.providers.tts.stage import output_sample_rate
@@ -61,8 +64,12 @@ def create_app(
     auto-tuning reasons, shown by /config.
     """
     state = ModelState()
-    webrtc = WebRTCRoutes(lambda: state.models, settings)
-    daily = DailySessions(lambda: state.models, settings)
+    metrics = VoicebotMetrics(
+        models_loaded=lambda: sorted(state.models.load_ms) if state.models else []
+    )
+    setup_tracing(settings.observability.tracing)
+    webrtc = WebRTCRoutes(lambda: state.models, settings, metrics=SessionMetrics(metrics, "webrtc"))
+    daily = DailySessions(lambda: state.models, settings, metrics=SessionMetrics(metrics, "daily"))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +89,7 @@ def create_app(
 
     app = FastAPI(title="voicebot", lifespan=lifespan)
     app.state.models = state
+    app.state.metrics = metrics
     app.include_router(start_router(webrtc, daily))
     app.include_router(webrtc.router)
     app.include_router(daily.router)
@@ -108,6 +116,12 @@ def create_app(
     async def config() -> dict[str, Any]:
         return {**settings.redacted(), "auto": decisions or {}}
 
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        # Rendering reads NVML, which can block for a moment: keep it off the event loop.
+        body = await asyncio.to_thread(metrics.render)
+        return Response(body, media_type=CONTENT_TYPE)
+
     @app.websocket("/ws")
     async def ws_session(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -124,11 +138,19 @@ def create_app(
             websocket,
             max_message_bytes=settings.server.max_message_bytes,
             audio_out_sample_rate=output_sample_rate(settings, shared),
+            on_protocol_error=metrics.protocol_error,
         )
         ready = ReadyEvent(sample_rate=output_sample_rate(settings, shared), session_id=session_id)
         await websocket.send_text(encode_event(ready))
         observer = ProtocolEventObserver(sink=transport.send_event)
-        await run_session(transport, shared, settings, session_id=session_id, observers=[observer])
+        await run_session(
+            transport,
+            shared,
+            settings,
+            session_id=session_id,
+            observers=[observer],
+            metrics=SessionMetrics(metrics, "ws"),
+        )
 
     @app.websocket(PIPECAT_WS_PATH)
     async def pipecat_ws_session(websocket: WebSocket) -> None:
@@ -141,9 +163,16 @@ def create_app(
             websocket,
             max_message_bytes=settings.server.max_message_bytes,
             audio_out_sample_rate=output_sample_rate(settings, shared),
+            on_protocol_error=metrics.protocol_error,
         )
         # Pipecat's clients speak RTVI: client-ready -> bot-ready, transcripts, bot text.
-        await run_session(transport, shared, settings, enable_rtvi=True)
+        await run_session(
+            transport,
+            shared,
+            settings,
+            enable_rtvi=True,
+            metrics=SessionMetrics(metrics, "ws_client"),
+        )
 
     mount_pages(app)
     return app

@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse
 from loguru import logger
 
 from voicebot.config import Settings
+from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.transports.daily_rooms import DailyAPIError, DailyRoom, DailyRooms
 from voicebot.transports.webrtc import ModelsGetter
 
@@ -31,7 +32,14 @@ class StartedDailySession:
 class DailySessions:
     """Every running Daily session of this server, and the rooms made for them."""
 
-    def __init__(self, get_models: ModelsGetter, settings: Settings) -> None:
+    def __init__(
+        self,
+        get_models: ModelsGetter,
+        settings: Settings,
+        *,
+        metrics: SessionMetrics | None = None,
+    ) -> None:
+        self._metrics = metrics
         self._get_models = get_models
         self._settings = settings
         self._rooms: DailyRooms | None = None
@@ -82,7 +90,12 @@ class DailySessions:
         try:
             assert models is not None, "start() checks the models are loaded"
             reason = await run_daily_session(
-                room.url, room.bot_token, models, self._settings, session_id=session_id
+                room.url,
+                room.bot_token,
+                models,
+                self._settings,
+                session_id=session_id,
+                metrics=self._metrics,
             )
             log.bind(reason=reason or "pipeline finished").info("daily session over")
         except Exception as e:  # one broken session must not take others down

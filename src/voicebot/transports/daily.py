@@ -17,6 +17,7 @@ from pipecat.transports.daily.transport import DailyParams, DailyTransport
 
 from voicebot.config import DailySettings, Settings
 from voicebot.models import SharedModels
+from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.protocol import INPUT_SAMPLE_RATE
 from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.session import run_session
@@ -133,6 +134,7 @@ async def run_daily_session(
     settings: Settings,
     *,
     session_id: str,
+    metrics: SessionMetrics | None = None,
 ) -> str | None:
     """Join `room_url` as the bot and converse until the session ends; returns why it ended."""
     log = logger.bind(session=session_id)
@@ -143,7 +145,13 @@ async def run_daily_session(
     try:
         # client-js's Daily transport speaks RTVI over app messages: client-ready -> bot-ready.
         await run_session(
-            transport, models, settings, session_id=session_id, enable_rtvi=True, lifecycle=rules
+            transport,
+            models,
+            settings,
+            session_id=session_id,
+            enable_rtvi=True,
+            lifecycle=rules,
+            metrics=metrics,
         )
     finally:
         rules.stop()

@@ -9,6 +9,7 @@ the pipeline; an oversized message closes that connection with 1009.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pipecat.frames.protobufs.frames_pb2 as frame_protos
@@ -113,6 +114,7 @@ class _ValidatingInputTransport(FastAPIWebsocketInputTransport):
         try:
             frame = parse_client_frame(message)
         except ProtocolError as e:
+            self._owner.protocol_error(e.code)
             logger.bind(code=e.code).info("refused a pipecat websocket client frame")
             await self._owner.send_rtvi_error(e.message)
             return True
@@ -128,7 +130,12 @@ class PipecatWebsocketTransport(FastAPIWebsocketTransport):
     """A FastAPI WebSocket transport for one client of Pipecat's protobuf protocol."""
 
     def __init__(
-        self, websocket: WebSocket, *, max_message_bytes: int, audio_out_sample_rate: int
+        self,
+        websocket: WebSocket,
+        *,
+        max_message_bytes: int,
+        audio_out_sample_rate: int,
+        on_protocol_error: Callable[[str], None] | None = None,
     ) -> None:
         self._serializer = ProtobufFrameSerializer()
         params = FastAPIWebsocketParams(
@@ -141,9 +148,15 @@ class PipecatWebsocketTransport(FastAPIWebsocketTransport):
         super().__init__(websocket, params)
         self._websocket = websocket
         self.max_message_bytes = max_message_bytes
+        self._on_protocol_error = on_protocol_error
         replace_websocket_input(
             self, lambda **parts: _ValidatingInputTransport(owner=self, **parts)
         )
+
+    def protocol_error(self, code: str) -> None:
+        """Count one refused client message (for /metrics)."""
+        if self._on_protocol_error is not None:
+            self._on_protocol_error(code)
 
     async def send_rtvi_error(self, text: str) -> None:
         """Tell the client (in RTVI) that one of its messages was refused; not fatal."""
@@ -153,6 +166,7 @@ class PipecatWebsocketTransport(FastAPIWebsocketTransport):
             await websocket_client(self.input()).send(data)
 
     async def close_too_big(self, size: int) -> None:
+        self.protocol_error("message_too_big")
         reason = f"message of {size} bytes exceeds the {self.max_message_bytes}-byte limit"
         logger.bind(size=size).warning("closing pipecat websocket: message too big")
         try:

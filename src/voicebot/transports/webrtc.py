@@ -29,6 +29,7 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.observability.events import ProtocolEventObserver
+from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, ServerEvent
 from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.session import run_session
@@ -39,7 +40,14 @@ ModelsGetter = Callable[[], SharedModels | None]
 class WebRTCRoutes:
     """Routes for SmallWebRTC sessions (`.router`); sessions start only once models are warm."""
 
-    def __init__(self, get_models: ModelsGetter, settings: Settings) -> None:
+    def __init__(
+        self,
+        get_models: ModelsGetter,
+        settings: Settings,
+        *,
+        metrics: SessionMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics
         self.handler = SmallWebRTCRequestHandler()
         self.sessions: set[asyncio.Task[None]] = set()
         self.started: set[str] = set()
@@ -106,6 +114,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
                     session_id=session_id,
                     observers=[ProtocolEventObserver(sink=send_event)],
                     enable_rtvi=True,
+                    metrics=owner.metrics,
                 )
             )
             sessions.add(task)

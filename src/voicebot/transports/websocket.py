@@ -7,6 +7,7 @@ Nothing invalid reaches the pipeline, and other sessions are unaffected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import WebSocket
@@ -67,6 +68,7 @@ class _ProtocolInputTransport(FastAPIWebsocketInputTransport):
                 if isinstance(control, PingMessage):
                     await self._owner.send_event(PongEvent())
         except ProtocolError as e:
+            self._owner.protocol_error(e.code)
             logger.bind(code=e.code).info("protocol error from client")
             await self._owner.send_event(ErrorEvent(code=e.code, message=e.message))
         return True
@@ -82,6 +84,7 @@ class VoicebotWebsocketTransport(FastAPIWebsocketTransport):
         max_message_bytes: int,
         audio_out_sample_rate: int,
         session_timeout_secs: int | None = None,
+        on_protocol_error: Callable[[str], None] | None = None,
     ) -> None:
         params = FastAPIWebsocketParams(
             audio_in_enabled=True,
@@ -94,13 +97,20 @@ class VoicebotWebsocketTransport(FastAPIWebsocketTransport):
         super().__init__(websocket, params)
         self._websocket = websocket
         self.max_message_bytes = max_message_bytes
+        self._on_protocol_error = on_protocol_error
         replace_websocket_input(self, lambda **parts: _ProtocolInputTransport(owner=self, **parts))
+
+    def protocol_error(self, code: str) -> None:
+        """Count one refused client message (for /metrics)."""
+        if self._on_protocol_error is not None:
+            self._on_protocol_error(code)
 
     async def send_event(self, event: ServerEvent) -> None:
         """Send one JSON event to this client (a no-op once the socket is closing)."""
         await websocket_client(self.input()).send(encode_event(event))
 
     async def close_too_big(self, size: int) -> None:
+        self.protocol_error("message_too_big")
         reason = f"message of {size} bytes exceeds the {self.max_message_bytes}-byte limit"
         logger.bind(size=size).warning("closing websocket: message too big")
         try:

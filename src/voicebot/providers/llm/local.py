@@ -24,6 +24,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
+from pipecat.utils.tracing.service_decorators import traced_llm
 from pipecat.utils.types import assert_given
 
 from voicebot.observability.metrics_data import TokensPerSecondMetricsData
@@ -114,6 +115,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
             messages.append({"role": message["role"], "content": content})
         return messages
 
+    @traced_llm
     async def _process_context(self, context: LLMContext) -> None:
         """Stream the reply to `context`; raises what the model raised."""
         messages = await self._messages(context)

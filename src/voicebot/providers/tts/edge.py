@@ -14,6 +14,7 @@ from edge_tts.exceptions import EdgeTTSException
 from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.tracing.service_decorators import traced_tts
 
 from voicebot.audio.pcm import trim_leading_silence
 from voicebot.errors import ConfigError, ProviderError
@@ -126,6 +127,7 @@ class EdgeTTSService(TTSService):
         for pcm in decoder.flush():
             yield pcm
 
+    @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Synthesise `text` with Edge, yielding audio as the MP3 stream decodes."""
         await self.start_tts_usage_metrics(text)

@@ -14,6 +14,7 @@ from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import Frame
 from pipecat.services.kokoro.tts import KokoroTTSService, KokoroTTSSettings
 from pipecat.transcriptions.language import Language
+from pipecat.utils.tracing.service_decorators import traced_tts
 
 from voicebot import model_files
 from voicebot.audio.pcm import trim_leading_silence
@@ -83,6 +84,7 @@ class SharedKokoroTTSService(KokoroTTSService):
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
         return trim_leading_silence(pcm, rate), rate
 
+    @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Synthesise one sentence and stream it out at the pipeline's sample rate."""
         await self.start_tts_usage_metrics(text)

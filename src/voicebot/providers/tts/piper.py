@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.tracing.service_decorators import traced_tts
 
 from voicebot import model_files
 from voicebot.audio.pcm import trim_leading_silence
@@ -65,6 +66,7 @@ class PiperTTSService(TTSService):
             if audio:
                 yield audio
 
+    @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Synthesise `text`, yielding audio frames as each Piper chunk is ready."""
         await self.start_tts_usage_metrics(text)
