@@ -96,10 +96,11 @@ class VoicebotMetrics:
 
     def render(self) -> bytes:
         """The text exposition format, for GET /metrics."""
-        return generate_latest(self.registry)
+        text: bytes = generate_latest(self.registry)
+        return text
 
 
-class _ModelsCollector(Collector):
+class _ModelsCollector(Collector):  # type: ignore[misc]  # prometheus_client is untyped
     def __init__(self, names: Callable[[], list[str]]) -> None:
         self._names = names
 
@@ -112,7 +113,7 @@ class _ModelsCollector(Collector):
         yield family
 
 
-class _GPUCollector(Collector):
+class _GPUCollector(Collector):  # type: ignore[misc]
     """Per-GPU memory and utilisation read through NVML at scrape time; no GPU, no samples."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
