@@ -100,7 +100,7 @@ class VoicebotMetrics:
         return text
 
 
-class _ModelsCollector(Collector):  # type: ignore[misc]  # prometheus_client is untyped
+class _ModelsCollector(Collector):
     def __init__(self, names: Callable[[], list[str]]) -> None:
         self._names = names
 
@@ -113,7 +113,7 @@ class _ModelsCollector(Collector):  # type: ignore[misc]  # prometheus_client is
         yield family
 
 
-class _GPUCollector(Collector):  # type: ignore[misc]
+class _GPUCollector(Collector):
     """Per-GPU memory and utilisation read through NVML at scrape time; no GPU, no samples."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
