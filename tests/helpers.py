@@ -32,6 +32,12 @@ def tweak(settings: Settings, **sections: dict[str, Any]) -> Settings:
     )
 
 
+def tweak_whisper(settings: Settings, **values: Any) -> Settings:
+    """`settings` with some `stt.whisper` fields replaced: tweak_whisper(s, model="base")."""
+    whisper = settings.stt.whisper.model_copy(update=values)
+    return tweak(settings, stt={"whisper": whisper})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -32,11 +32,11 @@ def tuned(
     result = autotune(settings, report, llm_file_mib=93, **kwargs)
     values = result.settings.model_dump(mode="json")
     flat = {
-        "stt.model": values["stt"]["model"],
-        "stt.device": values["stt"]["device"],
-        "stt.device_index": values["stt"]["device_index"],
-        "stt.compute_type": values["stt"]["compute_type"],
-        "stt.batch_size": values["stt"]["batch_size"],
+        "stt.whisper.model": values["stt"]["whisper"]["model"],
+        "stt.whisper.device": values["stt"]["whisper"]["device"],
+        "stt.whisper.device_index": values["stt"]["whisper"]["device_index"],
+        "stt.whisper.compute_type": values["stt"]["whisper"]["compute_type"],
+        "stt.whisper.batch_size": values["stt"]["whisper"]["batch_size"],
         "tts.device": values["tts"]["device"],
         "llm.llama_cpp.gpu_layers": values["llm"]["llama_cpp"]["gpu_layers"],
     }
@@ -61,29 +61,29 @@ def test_decisions_for_real_cards(
     fake_nvml: Any, card: cards.Card, model: str, compute_type: str, batch: int
 ) -> None:
     values, reasons = tuned(Settings(), report_for(fake_nvml, card))
-    assert values["stt.device"] == "cuda" and values["stt.device_index"] == 0
-    assert values["stt.model"] == model
-    assert values["stt.compute_type"] == compute_type
-    assert values["stt.batch_size"] == batch
+    assert values["stt.whisper.device"] == "cuda" and values["stt.whisper.device_index"] == 0
+    assert values["stt.whisper.model"] == model
+    assert values["stt.whisper.compute_type"] == compute_type
+    assert values["stt.whisper.batch_size"] == batch
     assert (
         values["llm.llama_cpp.gpu_layers"] == -1
     )  # the 93 MiB GGUF fits beside STT/TTS everywhere
     assert values["tts.device"] == "cpu"  # Piper: only Kokoro uses the GPU
-    assert card.name in reasons["stt.model"]
+    assert card.name in reasons["stt.whisper.model"]
 
 
 def test_no_gpu_gives_the_cpu_profile() -> None:
     values, reasons = tuned(Settings(), GpuReport())
     assert values == {
-        "stt.model": "tiny.en",
-        "stt.device": "cpu",
-        "stt.device_index": 0,
-        "stt.compute_type": "int8",
-        "stt.batch_size": 1,
+        "stt.whisper.model": "tiny.en",
+        "stt.whisper.device": "cpu",
+        "stt.whisper.device_index": 0,
+        "stt.whisper.compute_type": "int8",
+        "stt.whisper.batch_size": 1,
         "tts.device": "cpu",
         "llm.llama_cpp.gpu_layers": 0,
     }
-    assert "no NVIDIA GPU" in reasons["stt.device"]
+    assert "no NVIDIA GPU" in reasons["stt.whisper.device"]
     # ... which is exactly the shipped CPU profile.
     cpu = load_settings(REPO / "configs" / "cpu_fallback.yaml")
     assert autotune(Settings(), GpuReport(), llm_file_mib=93).settings == cpu
@@ -91,15 +91,15 @@ def test_no_gpu_gives_the_cpu_profile() -> None:
 
 def test_failed_cuda_probe_falls_back_to_cpu_with_the_reason(fake_nvml: Any) -> None:
     values, reasons = tuned(Settings(), report_for(fake_nvml, cards.H100, usable=False))
-    assert values["stt.device"] == "cpu" and values["stt.compute_type"] == "int8"
-    assert "SIGABRT" in reasons["stt.device"]
+    assert values["stt.whisper.device"] == "cpu" and values["stt.whisper.compute_type"] == "int8"
+    assert "SIGABRT" in reasons["stt.whisper.device"]
 
 
 def test_two_gpus_pick_the_one_with_most_free_memory(fake_nvml: Any) -> None:
     busy = cards.Card("NVIDIA A10G", cards.A10G.total_bytes, 20 * 2**30, (8, 6))
     values, reasons = tuned(Settings(), report_for(fake_nvml, busy, cards.A10G))
-    assert values["stt.device_index"] == 1
-    assert "of 2" in reasons["stt.device_index"]
+    assert values["stt.whisper.device_index"] == 1
+    assert "of 2" in reasons["stt.whisper.device_index"]
 
 
 def test_kokoro_goes_to_the_gpu_and_a_big_gguf_stays_off_a_small_one(fake_nvml: Any) -> None:
@@ -115,21 +115,29 @@ def test_missing_big_model_falls_back_to_what_is_on_disk(fake_nvml: Any) -> None
     values, reasons = tuned(
         Settings(), report_for(fake_nvml, cards.H100), whisper_available=lambda n: n == "tiny.en"
     )
-    assert values["stt.model"] == "tiny.en"
-    assert "large-v3-turbo is not on disk" in reasons["stt.model"]
+    assert values["stt.whisper.model"] == "tiny.en"
+    assert "large-v3-turbo is not on disk" in reasons["stt.whisper.model"]
 
 
 def test_explicit_values_always_win(
     fake_nvml: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     profile = tmp_path / "p.yaml"
-    profile.write_text("stt:\n  compute_type: float16\n  batch_size: 2\n")
-    monkeypatch.setenv("VOICEBOT_STT__MODEL", "medium.en")
-    settings = load_settings(profile, {"stt": {"device": "cuda"}})
+    profile.write_text("stt:\n  whisper:\n    compute_type: float16\n    batch_size: 2\n")
+    monkeypatch.setenv("VOICEBOT_STT__WHISPER__MODEL", "medium.en")
+    settings = load_settings(profile, {"stt": {"whisper": {"device": "cuda"}}})
     values, reasons = tuned(settings, report_for(fake_nvml, cards.H100))
-    assert values["stt.compute_type"] == "float16" and values["stt.batch_size"] == 2
-    assert values["stt.model"] == "medium.en" and values["stt.device"] == "cuda"
-    assert not {"stt.compute_type", "stt.batch_size", "stt.model", "stt.device"} & reasons.keys()
+    assert values["stt.whisper.compute_type"] == "float16" and values["stt.whisper.batch_size"] == 2
+    assert values["stt.whisper.model"] == "medium.en" and values["stt.whisper.device"] == "cuda"
+    assert (
+        not {
+            "stt.whisper.compute_type",
+            "stt.whisper.batch_size",
+            "stt.whisper.model",
+            "stt.whisper.device",
+        }
+        & reasons.keys()
+    )
 
 
 @pytest.mark.slow
@@ -142,7 +150,7 @@ def test_every_profile_loads_and_tunes(profile: Path, gpu: str | None) -> None:
     done = run_voicebot(*args, timeout=60)
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
-    assert shown["config"]["stt"]["device"] in ("cpu", "cuda")
+    assert shown["config"]["stt"]["whisper"]["device"] in ("cpu", "cuda")
     assert "auto" not in json.dumps(shown["config"]["stt"]), "an auto value was left unresolved"
 
 
@@ -167,8 +175,8 @@ def test_config_show_names_each_source(tmp_path: Path) -> None:
     assert sources["llm.max_tokens"] == f"profile ({profile})"
     assert sources["llm.temperature"] == "env (VOICEBOT_LLM__TEMPERATURE)"
     assert sources["server.port"] == "default"
-    assert sources["stt.compute_type"].startswith("auto: compute 8.9 supports bf16")
-    assert shown["config"]["stt"]["compute_type"] == "bfloat16"
+    assert sources["stt.whisper.compute_type"].startswith("auto: compute 8.9 supports bf16")
+    assert shown["config"]["stt"]["whisper"]["compute_type"] == "bfloat16"
     assert shown["config"]["secrets"]["groq_api_key"] == "**********"
     assert "gsk_secret_value" not in done.stdout + done.stderr
 
@@ -177,7 +185,7 @@ def test_config_show_names_each_source(tmp_path: Path) -> None:
 def test_config_show_text_lists_values_and_sources() -> None:
     done = run_voicebot("config", "show", "--assume-gpu", "none", timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "stt.model = 'tiny.en'    [auto: CPU" in done.stdout
+    assert "stt.whisper.model = 'tiny.en'    [auto: CPU" in done.stdout
     assert "llm.provider = 'llama_cpp'    [default]" in done.stdout
 
 

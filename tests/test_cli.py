@@ -67,10 +67,10 @@ def test_a_key_that_moved_names_its_new_place(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_serve_with_unbundled_whisper_model_names_the_setting() -> None:
-    done = run_voicebot("serve", env={"VOICEBOT_STT__MODEL": "large-v3"}, timeout=60)
+    done = run_voicebot("serve", env={"VOICEBOT_STT__WHISPER__MODEL": "large-v3"}, timeout=60)
     assert done.returncode == 2
-    assert "stt.model='large-v3' is not bundled" in done.stderr
-    assert "stt.model_path" in done.stderr
+    assert "stt.whisper.model='large-v3' is not bundled" in done.stderr
+    assert "stt.whisper.model_path" in done.stderr
 
 
 @pytest.mark.slow

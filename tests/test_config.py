@@ -21,8 +21,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_cpu_fallback_profile_pins_every_auto_value() -> None:
     profile = load_settings(REPO / "configs" / "cpu_fallback.yaml")
     assert "auto" not in profile.model_dump_json()
-    assert profile.stt.model == "tiny.en" and profile.llm.provider == "llama_cpp"
-    assert Settings().stt.model == "auto"  # the defaults leave the choice to auto-tuning
+    assert profile.stt.whisper.model == "tiny.en" and profile.llm.provider == "llama_cpp"
+    assert Settings().stt.whisper.model == "auto"  # the defaults leave the choice to auto-tuning
 
 
 def test_secrets_come_only_from_their_standard_variables(
@@ -61,10 +61,10 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_typo_in_yaml_names_key_and_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "stt:\n  modle: base\n")
+    path = write(tmp_path, "stt:\n  whisper:\n    modle: base\n")
     with pytest.raises(ConfigError) as error:
         load_settings(path)
-    assert "stt.modle" in str(error.value)
+    assert "stt.whisper.modle" in str(error.value)
     assert "unknown key" in str(error.value)
     assert str(path) in str(error.value)
 

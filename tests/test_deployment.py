@@ -305,7 +305,7 @@ def test_runpod_start_prints_proxy_url_and_keeps_caches_on_the_volume(
     assert "wss://abc123-7860.proxy.runpod.net/ws" in seen["stdout"]
     assert seen["VOICEBOT_SERVER__HOST"] == "0.0.0.0"
     assert seen["VOICEBOT_SERVER__PORT"] == "7860"
-    for key in ("VOICEBOT_CACHE_DIR", "VOICEBOT_STT__MODELS_DIR", "HF_HOME"):
+    for key in ("VOICEBOT_CACHE_DIR", "VOICEBOT_STT__WHISPER__MODELS_DIR", "HF_HOME"):
         assert Path(seen[key]).is_relative_to(workspace) and Path(seen[key]).is_dir()
     assert Path(seen["KOKORO_JA_CACHE"]).is_relative_to(workspace)
     # No Groq key: the profile's Groq LLM is swapped for the local one, and it says so.

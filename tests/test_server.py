@@ -24,7 +24,7 @@ def test_health_is_503_until_models_are_warm_then_200(
     assert health["running"]["tts"] == "piper en_US-joe-medium"
 
     config = httpx.get(f"{url}/config").json()
-    assert config["stt"]["model"] == "tiny.en"
+    assert config["stt"]["whisper"]["model"] == "tiny.en"
     assert config["llm"]["provider"] == "llama_cpp"
     assert config["tts"]["provider"] == "piper"
 

@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 import websockets
 
-from tests.helpers import run_voicebot, tweak, words
+from tests.helpers import run_voicebot, tweak, tweak_whisper, words
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.providers.stt.whisper import load_engine
@@ -38,9 +38,7 @@ def engine(models: SharedModels) -> WhisperEngine:
 @pytest.fixture(scope="module")
 def base_engine(settings: Settings, models: SharedModels) -> WhisperEngine:
     """The bundled Whisper base (reassembled from its two packages), on the CPU."""
-    engine = load_engine(
-        tweak(settings, stt={"model": "base", "device": "cpu", "compute_type": "int8"})
-    )
+    engine = load_engine(tweak_whisper(settings, model="base", device="cpu", compute_type="int8"))
     engine.warm()
     return engine
 
@@ -103,7 +101,7 @@ async def test_odd_inputs(engine: WhisperEngine, question_pcm: dict[str, np.ndar
 async def test_long_utterance_is_capped(
     settings: Settings, models: SharedModels, question_pcm: dict[str, np.ndarray]
 ) -> None:
-    short = load_engine(tweak(settings, stt={"max_utterance_secs": 2.0}))
+    short = load_engine(tweak_whisper(settings, max_utterance_secs=2.0))
     speech = np.concatenate([floats(question_pcm["capital"]), floats(question_pcm["week"])])
     result = await short.transcribe(speech)
     assert result.duration_s == 2.0
@@ -118,7 +116,7 @@ async def test_concurrent_utterances_are_batched(
     question_pcm: dict[str, np.ndarray],
     keywords: dict[str, Any],
 ) -> None:
-    batching = load_engine(tweak(settings, stt={"batch_size": 8}))
+    batching = load_engine(tweak_whisper(settings, batch_size=8))
     names = ["capital", "week", "sky", "cook", "weather"] * 2
     results = await asyncio.gather(*(batching.transcribe(floats(question_pcm[n])) for n in names))
     for name, result in zip(names, results, strict=True):
@@ -308,7 +306,7 @@ def test_transcribe_cli_rejects_a_file_that_is_not_audio(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.gpu
 async def test_fp16_on_the_gpu(settings: Settings, question_pcm: dict[str, np.ndarray]) -> None:
-    gpu = tweak(settings, stt={"device": "cuda", "compute_type": "float16"})
+    gpu = tweak_whisper(settings, device="cuda", compute_type="float16")
     engine = load_engine(gpu)
     result = await engine.transcribe(floats(question_pcm["capital"]))
     assert result.device == "cuda" and "france" in words(result.text)
@@ -324,7 +322,7 @@ async def test_a_caller_who_leaves_drops_only_its_own_request(
     settings: Settings, question_pcm: dict[str, np.ndarray], keywords: dict[str, Any]
 ) -> None:
     """A person hangs up while queued with others: the others still get their transcripts."""
-    batching = load_engine(tweak(settings, stt={"batch_size": 4}))
+    batching = load_engine(tweak_whisper(settings, batch_size=4))
     # Keep the worker busy so that the next requests wait in the queue together.
     busy = batching.submit(floats(question_pcm["cook"]))
     await asyncio.to_thread(_wait_until_running, busy)

