@@ -1,0 +1,29 @@
+"""The shared models of a running server and how far their loading has got."""
+
+from __future__ import annotations
+
+import asyncio
+
+from loguru import logger
+
+from voicebot.config import Settings
+from voicebot.models import SharedModels
+
+
+class ModelState:
+    """The shared models and how far their loading has got."""
+
+    def __init__(self) -> None:
+        self.models: SharedModels | None = None
+        self.error: str | None = None
+        self.warm_ms: dict[str, float] = {}
+
+    async def load(self, settings: Settings) -> None:
+        try:
+            models = await asyncio.to_thread(SharedModels.load, settings)
+            self.warm_ms = await asyncio.to_thread(models.warm)
+        except Exception as e:  # reported by /health; the server stays up to say so
+            self.error = f"{type(e).__name__}: {e}"
+            logger.bind(error=self.error).error("model loading failed")
+            return
+        self.models = models

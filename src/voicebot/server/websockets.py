@@ -1,0 +1,80 @@
+"""`/ws` (our JSON protocol) and `/ws-client` (Pipecat's protobuf + RTVI): one session each."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, WebSocket
+
+from voicebot.config import Settings
+from voicebot.observability.events import ProtocolEventObserver
+from voicebot.observability.metrics_observer import SessionMetrics
+from voicebot.observability.prometheus import VoicebotMetrics
+from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
+from voicebot.providers.tts.stage import output_sample_rate
+from voicebot.server.start import PIPECAT_WS_PATH
+from voicebot.server.state import ModelState
+from voicebot.session import run_session
+from voicebot.transports.pipecat_ws import PipecatWebsocketTransport
+from voicebot.transports.websocket import VoicebotWebsocketTransport
+
+# RFC 6455: "try again later", for clients that connect while models are loading.
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMetrics) -> APIRouter:
+    router = APIRouter()
+
+    @router.websocket("/ws")
+    async def ws_session(websocket: WebSocket) -> None:
+        await websocket.accept()
+        shared = state.models
+        if shared is None:
+            not_ready = ErrorEvent(
+                code="not_ready", message="models are still loading; retry when /health is 200"
+            )
+            await websocket.send_text(encode_event(not_ready))
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="models loading")
+            return
+        session_id = uuid.uuid4().hex[:12]
+        transport = VoicebotWebsocketTransport(
+            websocket,
+            max_message_bytes=settings.server.max_message_bytes,
+            audio_out_sample_rate=output_sample_rate(settings, shared),
+            on_protocol_error=metrics.protocol_error,
+        )
+        ready = ReadyEvent(sample_rate=output_sample_rate(settings, shared), session_id=session_id)
+        await websocket.send_text(encode_event(ready))
+        observer = ProtocolEventObserver(sink=transport.send_event)
+        await run_session(
+            transport,
+            shared,
+            settings,
+            session_id=session_id,
+            observers=[observer],
+            metrics=SessionMetrics(metrics, "ws"),
+        )
+
+    @router.websocket(PIPECAT_WS_PATH)
+    async def pipecat_ws_session(websocket: WebSocket) -> None:
+        await websocket.accept()
+        shared = state.models
+        if shared is None:
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="models loading")
+            return
+        transport = PipecatWebsocketTransport(
+            websocket,
+            max_message_bytes=settings.server.max_message_bytes,
+            audio_out_sample_rate=output_sample_rate(settings, shared),
+            on_protocol_error=metrics.protocol_error,
+        )
+        # Pipecat's clients speak RTVI: client-ready -> bot-ready, transcripts, bot text.
+        await run_session(
+            transport,
+            shared,
+            settings,
+            enable_rtvi=True,
+            metrics=SessionMetrics(metrics, "ws_client"),
+        )
+
+    return router
