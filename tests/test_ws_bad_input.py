@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import websockets
+from loguru import logger
 from websockets.exceptions import ConnectionClosed
 
 from voicebot.tools.client import run_turn
@@ -109,3 +112,113 @@ async def test_other_sessions_unaffected_by_a_misbehaving_client(
     assert errors == 100
     assert "france" in turn.transcript.lower()
     assert turn.reply_audio_s > 0.5
+
+
+@pytest.fixture
+def server_log(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
+    """Every line loguru and uvicorn's loggers write while the test runs, as 'LEVEL message'."""
+    lines: list[str] = []
+
+    def sink(message: Any) -> None:
+        record = message.record
+        exception = record["exception"]
+        lines.append(f"{record['level'].name} {record['message']}")
+        if exception is not None:
+            lines.append("Traceback (from loguru)")
+
+    sink_id = logger.add(sink, level="DEBUG", format="{message}")
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.addHandler(caplog.handler)
+    try:
+        yield lines
+    finally:
+        logger.remove(sink_id)
+        uvicorn_logger.removeHandler(caplog.handler)
+        for record in caplog.records:
+            lines.append(f"{record.levelname} {record.getMessage()}")
+            if record.exc_info:
+                lines.append("Traceback (from logging)")
+
+
+def assert_quiet(lines: list[str]) -> None:
+    loud = [line for line in lines if line.startswith(("ERROR", "CRITICAL")) or "Traceback" in line]
+    assert loud == [], loud
+
+
+async def error_or_close(ws: Any) -> tuple[str, str]:
+    """('error', code) for an error event, or ('close', 'CODE reason') for a close."""
+    try:
+        event = await next_event(ws, wait_s=20.0)
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None, "closed without a close frame"
+        assert closed.rcvd.reason, f"close {closed.rcvd.code} has no reason"
+        return "close", f"{closed.rcvd.code} {closed.rcvd.reason}"
+    assert event["type"] == "error"
+    assert event["message"]
+    return "error", event["code"]
+
+
+HOSTILE_MESSAGES: list[tuple[str, str | bytes]] = [
+    ("nested_json_100k", "[" * 100_000 + "]" * 100_000),
+    ("nested_json_under_limit", "[" * 30_000 + "]" * 30_000),
+    ("integer_100k_digits", "1" * 100_000),
+    ("integer_50k_digits", '{"type": "ping", "n": ' + "9" * 50_000 + "}"),
+    ("odd_binary_garbage", bytes(range(251)) * 3),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), HOSTILE_MESSAGES, ids=[n for n, _ in HOSTILE_MESSAGES]
+)
+async def test_hostile_message_gets_a_reason_and_no_error_log(
+    server: LocalServer,
+    server_log: list[str],
+    question_pcm: dict[str, np.ndarray],
+    name: str,
+    message: str | bytes,
+) -> None:
+    async with websockets.connect(server.ws_url, max_size=None) as ws:
+        assert (await next_event(ws))["type"] == "ready"
+        await ws.send(message)
+        kind, detail = await error_or_close(ws)
+    if len(message) <= server_limit(server):
+        # Small enough to be read: an error event naming the problem, not a close.
+        assert kind == "error", detail
+        assert detail in {"invalid_json", "invalid_audio"}
+    else:
+        assert (kind, detail.split()[0]) == ("close", "1009")
+    turn = await run_turn(server.ws_url, question_pcm["capital"])
+    assert "france" in turn.transcript.lower()
+    await asyncio.sleep(0.5)  # let the refused session finish tearing down
+    assert_quiet(server_log)
+
+
+async def test_invalid_utf8_text_closes_1007_with_a_reason(
+    server: LocalServer, server_log: list[str], question_pcm: dict[str, np.ndarray]
+) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        assert (await next_event(ws))["type"] == "ready"
+        # websockets' send() only sends valid text; write the raw frame through its protocol.
+        ws.protocol.send_text(b'{"type": "\xff\xfe"}')
+        ws.send_data()
+        kind, detail = await error_or_close(ws)
+    assert kind == "close"
+    assert detail.startswith("1007 ") and "UTF-8" in detail
+    turn = await run_turn(server.ws_url, question_pcm["capital"])
+    assert "france" in turn.transcript.lower()
+    await asyncio.sleep(0.5)
+    assert_quiet(server_log)
+    assert any("INFO protocol error from client" in line for line in server_log)
+
+
+async def test_oversized_message_close_logs_no_error(
+    server: LocalServer, server_log: list[str]
+) -> None:
+    for _ in range(3):
+        async with websockets.connect(server.ws_url, max_size=None) as ws:
+            assert (await next_event(ws))["type"] == "ready"
+            await ws.send(bytes(server_limit(server) + 2))
+            kind, detail = await error_or_close(ws)
+        assert (kind, detail.split()[0]) == ("close", "1009")
+    await asyncio.sleep(1.5)  # Pipecat's disconnect runs as the session ends
+    assert_quiet(server_log)

@@ -314,6 +314,7 @@ def _serve(tuned: Tuned) -> int:
 
     from voicebot.providers import spec as providers
     from voicebot.server import create_app
+    from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
 
     settings = tuned.settings
     setup_logging(settings.server.log_level)
@@ -324,6 +325,7 @@ def _serve(tuned: Tuned) -> int:
         create_app(settings, decisions=tuned.decisions),
         host=settings.server.host,
         port=settings.server.port,
+        ws=VoicebotWebSocketProtocol,
         ws_max_size=4 * settings.server.max_message_bytes,
         log_level=settings.server.log_level.lower()
         if settings.server.log_level != "TRACE"

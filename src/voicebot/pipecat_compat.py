@@ -61,6 +61,10 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
         "pipecat.transports.websocket.fastapi.FastAPIWebsocketTransport",
         ("_client", "_params", "_input_name", "_input"),
     ),
+    "mark_websocket_closing": (
+        "pipecat.transports.websocket.fastapi.FastAPIWebsocketClient",
+        ("_closing",),
+    ),
     "websocket_input_receive_loop": (
         "pipecat.transports.websocket.fastapi.FastAPIWebsocketInputTransport",
         ("_receive_messages", "_client"),
@@ -149,6 +153,12 @@ def websocket_client(transport: FastAPIWebsocketInputTransport) -> Any:
     """The client wrapper a FastAPI input transport reads from (its receive loop is overridden:
     `FastAPIWebsocketInputTransport._receive_messages`)."""
     return transport._client
+
+
+def mark_websocket_closing(client: Any) -> None:
+    """Tell a `FastAPIWebsocketClient` we closed its socket ourselves, so its `disconnect()`
+    does not close it a second time (Starlette raises, and Pipecat logs that at ERROR)."""
+    client._closing = True
 
 
 # Warnings Pipecat logs on perfectly normal events: (logger name, message prefix). Our log

@@ -168,6 +168,10 @@ def parse_control_message(text: str) -> ClientMessage:
         raise ProtocolError(
             "invalid_json", f"text message is not valid JSON ({e.msg} at position {e.pos})"
         ) from e
+    except RecursionError as e:
+        raise ProtocolError("invalid_json", "text message is JSON nested too deeply") from e
+    except ValueError as e:  # e.g. an integer beyond Python's digit limit
+        raise ProtocolError("invalid_json", f"text message is not acceptable JSON ({e})") from e
     if not isinstance(message, dict):
         raise ProtocolError(
             "invalid_message",

@@ -10,6 +10,7 @@ import uvicorn
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.server.app import create_app
+from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
 
 
 class LocalServer:
@@ -40,6 +41,7 @@ class LocalServer:
             host="127.0.0.1",
             port=0,
             log_level="warning",
+            ws=VoicebotWebSocketProtocol,
             ws_max_size=4 * self._settings.server.max_message_bytes,
         )
         self._server = uvicorn.Server(config)

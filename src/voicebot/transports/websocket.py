@@ -19,7 +19,11 @@ from pipecat.transports.websocket.fastapi import (
 )
 
 from voicebot.errors import ProtocolError
-from voicebot.pipecat_compat import replace_websocket_input, websocket_client
+from voicebot.pipecat_compat import (
+    mark_websocket_closing,
+    replace_websocket_input,
+    websocket_client,
+)
 from voicebot.protocol import (
     INPUT_SAMPLE_RATE,
     ErrorEvent,
@@ -45,13 +49,15 @@ class _ProtocolInputTransport(FastAPIWebsocketInputTransport):
 
     async def _receive_messages(self) -> None:
         client = websocket_client(self)
+        closed_by_us = False
         try:
             async for message in client.receive():
                 if not await self._handle(message):
+                    closed_by_us = True
                     break
         except Exception as e:  # a dropped socket surfaces here; the session just ends
             logger.bind(error=repr(e)).info("websocket receive ended")
-        if not client.is_closing:
+        if closed_by_us or not client.is_closing:
             await client.trigger_client_disconnected()
 
     async def _handle(self, message: str | bytes) -> bool:
@@ -112,7 +118,8 @@ class VoicebotWebsocketTransport(FastAPIWebsocketTransport):
     async def close_too_big(self, size: int) -> None:
         self.protocol_error("message_too_big")
         reason = f"message of {size} bytes exceeds the {self.max_message_bytes}-byte limit"
-        logger.bind(size=size).warning("closing websocket: message too big")
+        logger.bind(code="message_too_big", size=size).info("protocol error from client")
+        mark_websocket_closing(websocket_client(self.input()))
         try:
             await self._websocket.close(code=CLOSE_MESSAGE_TOO_BIG, reason=reason)
         except RuntimeError:  # already closed by the peer
