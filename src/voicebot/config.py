@@ -55,6 +55,8 @@ class ServerSettings(_Section):
     # beyond a second of audio is a client bug, and is refused with close code 1009.
     max_message_bytes: int = Field(64 * 1024, ge=1024)
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # FastAPI's /docs, /redoc and /openapi.json: off so a public server shows less of itself.
+    api_docs: bool = False
 
 
 class WhisperSettings(_Section):

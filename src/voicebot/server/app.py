@@ -62,7 +62,14 @@ def create_app(
         if loader is not None and not loader.done():
             loader.cancel()
 
-    app = FastAPI(title="voicebot", lifespan=lifespan)
+    docs = settings.server.api_docs
+    app = FastAPI(
+        title="voicebot",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.models = state
     app.state.metrics = metrics
     app.include_router(start_router(webrtc, daily))
