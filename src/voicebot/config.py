@@ -57,6 +57,9 @@ class ServerSettings(_Section):
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # FastAPI's /docs, /redoc and /openapi.json: off so a public server shows less of itself.
     api_docs: bool = False
+    # Web origins (scheme://host[:port]) besides the server's own that may open WebSocket
+    # sessions and call the HTTP API from a browser; empty means same-origin only.
+    allowed_origins: list[str] = []
 
 
 class WhisperSettings(_Section):

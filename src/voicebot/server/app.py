@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
@@ -69,6 +70,13 @@ def create_app(
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+    )
+    # Browsers send pages elsewhere no CORS headers unless listed (WebSockets: origins.py).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.server.allowed_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
     )
     app.state.models = state
     app.state.metrics = metrics

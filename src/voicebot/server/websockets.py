@@ -12,6 +12,7 @@ from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.observability.prometheus import VoicebotMetrics
 from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
 from voicebot.providers.tts.stage import output_sample_rate
+from voicebot.server.origins import refuse_foreign_origin
 from voicebot.server.start import PIPECAT_WS_PATH
 from voicebot.server.state import ModelState
 from voicebot.session import run_session
@@ -27,6 +28,8 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
 
     @router.websocket("/ws")
     async def ws_session(websocket: WebSocket) -> None:
+        if await refuse_foreign_origin(websocket, settings.server.allowed_origins):
+            return
         await websocket.accept()
         shared = state.models
         if shared is None:
@@ -57,6 +60,8 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
 
     @router.websocket(PIPECAT_WS_PATH)
     async def pipecat_ws_session(websocket: WebSocket) -> None:
+        if await refuse_foreign_origin(websocket, settings.server.allowed_origins):
+            return
         await websocket.accept()
         shared = state.models
         if shared is None:

@@ -150,6 +150,9 @@ class PipecatWebsocketTransport(FastAPIWebsocketTransport):
             audio_out_enabled=True,
             audio_out_sample_rate=audio_out_sample_rate,
             serializer=self._serializer,
+            # Origins are checked before accept() (server/origins.py), not by Pipecat,
+            # whose PIPECAT_ALLOWED_ORIGINS check runs after it and closes with 1006.
+            allowed_origins=[],
         )
         super().__init__(websocket, params)
         self._websocket = websocket

@@ -99,6 +99,9 @@ class VoicebotWebsocketTransport(FastAPIWebsocketTransport):
             audio_out_sample_rate=audio_out_sample_rate,
             serializer=ProtocolSerializer(),
             session_timeout=session_timeout_secs,
+            # Origins are checked before accept() (server/origins.py), not by Pipecat,
+            # whose PIPECAT_ALLOWED_ORIGINS check runs after it and closes with 1006.
+            allowed_origins=[],
         )
         super().__init__(websocket, params)
         self._websocket = websocket
