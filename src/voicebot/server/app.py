@@ -80,6 +80,7 @@ def create_app(
     )
     app.state.models = state
     app.state.metrics = metrics
+    app.state.webrtc = webrtc
     app.include_router(start_router(webrtc, daily))
     app.include_router(webrtc.router)
     app.include_router(daily.router)

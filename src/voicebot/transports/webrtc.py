@@ -10,7 +10,9 @@ JSON events, so a browser page gets the same events over WebRTC as over `/ws`.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +38,50 @@ from voicebot.session import run_session
 
 ModelsGetter = Callable[[], SharedModels | None]
 
+# A browser sends its offer right after `/start`; an id unused for 5 minutes is stale.
+STARTED_SESSION_TTL_SECS = 300.0
+# Far more than one server has sessions for; only a flood of `/start` posts reaches it.
+MAX_STARTED_SESSIONS = 10_000
+
+
+class StartedSessions:
+    """Session ids handed out by `/start`, each valid for `ttl_secs` and at most `max_ids` kept.
+
+    `/start` is open to anyone, so ids must not pile up: expired ones are dropped as new ones
+    arrive, and past the cap the oldest goes first.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_secs: float = STARTED_SESSION_TTL_SECS,
+        max_ids: int = MAX_STARTED_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_secs = ttl_secs
+        self.max_ids = max_ids
+        self.clock = clock
+        self._issued: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, session_id: str) -> None:
+        self._prune()
+        self._issued[session_id] = self.clock()
+        while len(self._issued) > self.max_ids:
+            self._issued.popitem(last=False)
+
+    def __contains__(self, session_id: object) -> bool:
+        issued = self._issued.get(session_id) if isinstance(session_id, str) else None
+        return issued is not None and self.clock() - issued < self.ttl_secs
+
+    def __len__(self) -> int:
+        return len(self._issued)
+
+    def _prune(self) -> None:
+        # Ids are kept in the order they were issued, so the expired ones are at the front.
+        deadline = self.clock() - self.ttl_secs
+        while self._issued and next(iter(self._issued.values())) <= deadline:
+            self._issued.popitem(last=False)
+
 
 class WebRTCRoutes:
     """Routes for SmallWebRTC sessions (`.router`); sessions start only once models are warm."""
@@ -50,7 +96,7 @@ class WebRTCRoutes:
         self.metrics = metrics
         self.handler = SmallWebRTCRequestHandler()
         self.sessions: set[asyncio.Task[None]] = set()
-        self.started: set[str] = set()
+        self.started = StartedSessions()
         self.get_models = get_models
         self.router = _build_router(self, get_models, settings)
 
