@@ -23,20 +23,10 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frameworks.rtvi.models import MESSAGE_LABEL
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
-from pipecat.transports.websocket.fastapi import (
-    FastAPIWebsocketInputTransport,
-    FastAPIWebsocketParams,
-    FastAPIWebsocketTransport,
-)
 
 from voicebot.errors import ProtocolError
-from voicebot.pipecat_compat import (
-    mark_websocket_closing,
-    replace_websocket_input,
-    websocket_client,
-)
 from voicebot.protocol import INPUT_SAMPLE_RATE
-from voicebot.transports.websocket import CLOSE_MESSAGE_TOO_BIG
+from voicebot.transports.validated_ws import ValidatedInput, ValidatedWebsocketTransport
 
 # What a voice client sends over RTVI; the rest (function-call results, files, raw audio
 # as JSON, UI events) has no use here and is refused like a forged frame.
@@ -92,47 +82,27 @@ def _rtvi_message(text: str) -> dict[str, Any]:
     return message
 
 
-class _ValidatingInputTransport(FastAPIWebsocketInputTransport):
-    """Receives client frames, answering refused ones instead of passing them on."""
+class _ValidatingInputTransport(ValidatedInput):
+    """Audio and allowed RTVI messages go in; refused frames get an RTVI error back."""
 
-    def __init__(self, *, owner: PipecatWebsocketTransport, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._owner = owner
+    _owner: PipecatWebsocketTransport
 
-    async def _receive_messages(self) -> None:
-        client = websocket_client(self)
-        closed_by_us = False
-        try:
-            async for message in client.receive():
-                if not await self._handle(message):
-                    closed_by_us = True
-                    break
-        except Exception as e:  # a dropped socket surfaces here; the session just ends
-            logger.bind(error=repr(e)).info("pipecat websocket receive ended")
-        if closed_by_us or not client.is_closing:
-            await client.trigger_client_disconnected()
-
-    async def _handle(self, message: str | bytes) -> bool:
-        size = len(message) if isinstance(message, bytes) else len(message.encode())
-        if size > self._owner.max_message_bytes:
-            await self._owner.close_too_big(size)
-            return False
+    async def accept(self, message: str | bytes) -> None:
         try:
             frame = parse_client_frame(message)
         except ProtocolError as e:
             self._owner.protocol_error(e.code)
             logger.bind(code=e.code).info("refused a pipecat websocket client frame")
             await self._owner.send_rtvi_error(e.message)
-            return True
+            return
         if isinstance(frame, InputAudioRawFrame):
             await self.push_audio_frame(frame)
         else:
             # As Pipecat's own receive loop does: RTVI sits upstream of the transport input.
             await self.broadcast_frame(InputTransportMessageFrame, message=frame.message)
-        return True
 
 
-class PipecatWebsocketTransport(FastAPIWebsocketTransport):
+class PipecatWebsocketTransport(ValidatedWebsocketTransport):
     """A FastAPI WebSocket transport for one client of Pipecat's protobuf protocol."""
 
     def __init__(
@@ -144,44 +114,18 @@ class PipecatWebsocketTransport(FastAPIWebsocketTransport):
         on_protocol_error: Callable[[str], None] | None = None,
     ) -> None:
         self._serializer = ProtobufFrameSerializer()
-        params = FastAPIWebsocketParams(
-            audio_in_enabled=True,
-            audio_in_sample_rate=INPUT_SAMPLE_RATE,
-            audio_out_enabled=True,
-            audio_out_sample_rate=audio_out_sample_rate,
+        super().__init__(
+            websocket,
             serializer=self._serializer,
-            # Origins are checked before accept() (server/origins.py), not by Pipecat,
-            # whose PIPECAT_ALLOWED_ORIGINS check runs after it and closes with 1006.
-            allowed_origins=[],
+            input_class=_ValidatingInputTransport,
+            max_message_bytes=max_message_bytes,
+            audio_out_sample_rate=audio_out_sample_rate,
+            on_protocol_error=on_protocol_error,
         )
-        super().__init__(websocket, params)
-        self._websocket = websocket
-        self.max_message_bytes = max_message_bytes
-        self._on_protocol_error = on_protocol_error
-        replace_websocket_input(
-            self, lambda **parts: _ValidatingInputTransport(owner=self, **parts)
-        )
-
-    def protocol_error(self, code: str) -> None:
-        """Count one refused client message (for /metrics)."""
-        if self._on_protocol_error is not None:
-            self._on_protocol_error(code)
 
     async def send_rtvi_error(self, text: str) -> None:
         """Tell the client (in RTVI) that one of its messages was refused; not fatal."""
         error = {"label": MESSAGE_LABEL, "type": "error", "data": {"error": text, "fatal": False}}
         data = await self._serializer.serialize(OutputTransportMessageUrgentFrame(message=error))
         if data is not None:
-            await websocket_client(self.input()).send(data)
-
-    async def close_too_big(self, size: int) -> None:
-        self.protocol_error("message_too_big")
-        reason = f"message of {size} bytes exceeds the {self.max_message_bytes}-byte limit"
-        logger.bind(code="message_too_big", size=size).info(
-            "refused a pipecat websocket client frame"
-        )
-        mark_websocket_closing(websocket_client(self.input()))
-        try:
-            await self._websocket.close(code=CLOSE_MESSAGE_TOO_BIG, reason=reason)
-        except RuntimeError:  # already closed by the peer
-            pass
+            await self.send_raw(data)

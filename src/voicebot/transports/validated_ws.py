@@ -1,0 +1,111 @@
+"""What our two WebSocket transports share: every client message is checked before it is used.
+
+Pipecat's FastAPI transport turns whatever a client sends into frames. Here the input side
+is replaced: a message larger than `max_message_bytes` closes that connection with 1009
+and a reason; every other message goes to the subclass's `accept`, which refuses what
+its protocol does not allow (with an answer to the client, counted for /metrics).
+Nothing invalid reaches the pipeline, and other sessions are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import WebSocket
+from loguru import logger
+from pipecat.serializers.base_serializer import FrameSerializer
+from pipecat.transports.websocket.fastapi import (
+    FastAPIWebsocketInputTransport,
+    FastAPIWebsocketParams,
+    FastAPIWebsocketTransport,
+)
+
+from voicebot.pipecat_compat import (
+    mark_websocket_closing,
+    replace_websocket_input,
+    websocket_client,
+)
+from voicebot.protocol import INPUT_SAMPLE_RATE
+
+# RFC 6455: "message too big".
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+class ValidatedInput(FastAPIWebsocketInputTransport):
+    """Receives client messages; subclasses decide in `accept` what each one becomes."""
+
+    def __init__(self, *, owner: ValidatedWebsocketTransport, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._owner = owner
+
+    async def accept(self, message: str | bytes) -> None:
+        """Turn one client message into frames, or refuse it with an answer to the client."""
+        raise NotImplementedError
+
+    async def _receive_messages(self) -> None:
+        client = websocket_client(self)
+        closed_by_us = False
+        try:
+            async for message in client.receive():
+                size = len(message) if isinstance(message, bytes) else len(message.encode())
+                if size > self._owner.max_message_bytes:
+                    await self._owner.close_too_big(size)
+                    closed_by_us = True
+                    break
+                await self.accept(message)
+        except Exception as e:  # a dropped socket surfaces here; the session just ends
+            logger.bind(error=repr(e)).info("websocket receive ended")
+        if closed_by_us or not client.is_closing:
+            await client.trigger_client_disconnected()
+
+
+class ValidatedWebsocketTransport(FastAPIWebsocketTransport):
+    """Pipecat's FastAPI WebSocket transport with `input_class` checking what clients send."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        serializer: FrameSerializer,
+        input_class: type[ValidatedInput],
+        max_message_bytes: int,
+        audio_out_sample_rate: int,
+        session_timeout_secs: int | None = None,
+        on_protocol_error: Callable[[str], None] | None = None,
+    ) -> None:
+        params = FastAPIWebsocketParams(
+            audio_in_enabled=True,
+            audio_in_sample_rate=INPUT_SAMPLE_RATE,
+            audio_out_enabled=True,
+            audio_out_sample_rate=audio_out_sample_rate,
+            serializer=serializer,
+            session_timeout=session_timeout_secs,
+            # Origins are checked before accept() (server/origins.py), not by Pipecat,
+            # whose PIPECAT_ALLOWED_ORIGINS check runs after it and closes with 1006.
+            allowed_origins=[],
+        )
+        super().__init__(websocket, params)
+        self._websocket = websocket
+        self.max_message_bytes = max_message_bytes
+        self._on_protocol_error = on_protocol_error
+        replace_websocket_input(self, lambda **parts: input_class(owner=self, **parts))
+
+    def protocol_error(self, code: str) -> None:
+        """Count one refused client message (for /metrics)."""
+        if self._on_protocol_error is not None:
+            self._on_protocol_error(code)
+
+    async def send_raw(self, data: str | bytes) -> None:
+        """Send one message to this client (a no-op once the socket is closing)."""
+        await websocket_client(self.input()).send(data)
+
+    async def close_too_big(self, size: int) -> None:
+        self.protocol_error("message_too_big")
+        reason = f"message of {size} bytes exceeds the {self.max_message_bytes}-byte limit"
+        logger.bind(code="message_too_big", size=size).info("protocol error from client")
+        mark_websocket_closing(websocket_client(self.input()))
+        try:
+            await self._websocket.close(code=CLOSE_MESSAGE_TOO_BIG, reason=reason)
+        except RuntimeError:  # already closed by the peer
+            pass
