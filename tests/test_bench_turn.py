@@ -53,6 +53,9 @@ def test_a_reply_before_the_last_words_were_transcribed_is_a_cut_off() -> None:
     assert record["cut_off"]
     summary = summarise([{**record, "kind": "paused"}])
     assert summary["paused_cut_off"] == 1 and summary["cut_off"] == 1
+    # The bundled samples have no kind: counted as turns, none of them paused.
+    samples = summarise([record, record])
+    assert samples["cut_off"] == 2 and samples["paused"] == 0
 
 
 @pytest.mark.slow

@@ -86,8 +86,8 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
     if turns and "waited_for_max_silence" in turns[0]:
         summary["waited_for_max_silence"] = sum(t["waited_for_max_silence"] for t in turns)
         summary["cut_off"] = sum(t["cut_off"] for t in turns)
-        summary["paused_cut_off"] = sum(t["cut_off"] for t in turns if t["kind"] == "paused")
-        summary["paused"] = sum(t["kind"] == "paused" for t in turns)
+        summary["paused_cut_off"] = sum(t["cut_off"] for t in turns if t.get("kind") == "paused")
+        summary["paused"] = sum(t.get("kind") == "paused" for t in turns)
     return summary
 
 
