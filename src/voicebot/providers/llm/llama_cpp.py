@@ -18,7 +18,7 @@ from loguru import logger
 
 from voicebot import model_files
 from voicebot.errors import ConfigError
-from voicebot.providers.llm.local import Emit, LocalLLMService, cpu_threads
+from voicebot.providers.llm.local import Emit, LocalLLMService, cpu_threads, reply_options
 from voicebot.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
@@ -218,13 +218,7 @@ def _warm(model: LlamaCppModel) -> None:
 
 
 def _build(settings: Settings, model: LlamaCppModel) -> LlamaCppLLMService:
-    llm = settings.llm
-    return LlamaCppLLMService(
-        model=model,
-        max_tokens=llm.max_tokens,
-        temperature=llm.temperature,
-        system_instruction=llm.system_prompt,
-    )
+    return LlamaCppLLMService(model=model, **reply_options(settings))
 
 
 def _vram_mib(settings: Settings) -> int:

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter
@@ -29,7 +29,20 @@ from pipecat.utils.types import assert_given
 
 from voicebot.observability.metrics_data import TokensPerSecondMetricsData
 
+if TYPE_CHECKING:
+    from voicebot.config import Settings
+
 _END = object()
+
+
+def reply_options(settings: Settings) -> dict[str, Any]:
+    """The stage-wide `llm.*` knobs every in-process LLM service takes."""
+    llm = settings.llm
+    return {
+        "max_tokens": llm.max_tokens,
+        "temperature": llm.temperature,
+        "system_instruction": llm.system_prompt,
+    }
 
 
 def cpu_threads(configured: int = 0) -> int:

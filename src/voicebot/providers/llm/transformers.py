@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from voicebot import model_files
 from voicebot.errors import ModelNotFoundError
-from voicebot.providers.llm.local import Emit, LocalLLMService
+from voicebot.providers.llm.local import Emit, LocalLLMService, reply_options
 from voicebot.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
@@ -122,13 +122,7 @@ def _warm(shared: TransformersModel) -> None:
 
 
 def _build(settings: Settings, model: TransformersModel) -> TransformersLLMService:
-    llm = settings.llm
-    return TransformersLLMService(
-        model=model,
-        max_tokens=llm.max_tokens,
-        temperature=llm.temperature,
-        system_instruction=llm.system_prompt,
-    )
+    return TransformersLLMService(model=model, **reply_options(settings))
 
 
 SPEC = ProviderSpec(
