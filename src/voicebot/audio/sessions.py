@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import onnxruntime
@@ -30,10 +31,15 @@ def _onnx_session(path: Path) -> onnxruntime.InferenceSession:
     )
 
 
+# One session per model per process: the Whisper engine's speech gate and every
+# session's VAD share Silero (ONNX Runtime sessions are thread-safe; the recurrent state
+# lives in each caller's SileroStream).
+@functools.cache
 def load_silero_session() -> onnxruntime.InferenceSession:
     return _onnx_session(_pipecat_data_file("pipecat.audio.vad.data", "silero_vad.onnx"))
 
 
+@functools.cache
 def load_smart_turn_session() -> onnxruntime.InferenceSession:
     path = _pipecat_data_file("pipecat.audio.turn.smart_turn.data", "smart-turn-v3.2-cpu.onnx")
     return _onnx_session(path)

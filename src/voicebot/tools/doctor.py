@@ -172,12 +172,10 @@ def check_port(settings: Settings) -> Check:
 def check_stage(settings: Settings, stage: Stage) -> Check:
     """The stage's chosen providers: installed, their models and keys present."""
     try:
-        chosen = providers.chosen(settings, stage)
-        for spec in chosen:
-            spec.check_installed()
-            spec.check(settings)
+        providers.check(settings, (stage,))
     except ConfigError as e:
         return Check(stage, False, str(e).splitlines()[0], str(e))
+    chosen = providers.chosen(settings, stage)
     return Check(stage, True, " + ".join(f"{s.id} {s.describe(settings)}" for s in chosen))
 
 
