@@ -113,6 +113,8 @@ async def test_first_clause_rules() -> None:
         "second.",
         "Third part of it, fourth.",  # only the first piece of a reply is cut
     ]
+    # Nothing to say (a closing quote, markdown) never becomes a silent TTS context.
+    assert await pieces("It is a tale of honor. **") == ["It is a tale of honor."]
 
 
 # --- Kokoro -----------------------------------------------------------------------------

@@ -110,6 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_flag(turn)
     turn.set_defaults(run=_bench_turn)
+    barge = bench_kinds.add_parser(
+        "barge-in", help="speech and noise played over the bot's reply through /ws"
+    )
+    barge.add_argument("--repeat", type=int, default=3, help="rounds of every case (default 3)")
+    barge.add_argument("--output", type=Path, default=Path("bench-results/barge-in.json"))
+    barge.add_argument("--url", help="measure a running server instead of starting one")
+    _add_config_flag(barge)
+    barge.set_defaults(run=_bench_barge_in)
     return parser
 
 
@@ -156,6 +164,15 @@ def _daily(args: argparse.Namespace) -> int:
     setup_logging(settings.server.log_level)
     reason = asyncio.run(join_room(settings, args.room, args.token))
     print(f"session ended: {reason or 'pipeline finished'}")
+    return 0
+
+
+def _bench_barge_in(args: argparse.Namespace) -> int:
+    from voicebot.tools.barge_in import run_barge_in_bench
+
+    setup_logging("WARNING")
+    report = asyncio.run(run_barge_in_bench(_settings(args), args.repeat, args.output, args.url))
+    print(json.dumps(report["summary"], indent=2))
     return 0
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
     from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
     from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.processors.frameworks.rtvi import RTVIObserver
     from pipecat.services.whisper.stt import WhisperSTTService
     from pipecat.transports.websocket.fastapi import (
         FastAPIWebsocketInputTransport,
@@ -64,6 +65,10 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "mark_websocket_closing": (
         "pipecat.transports.websocket.fastapi.FastAPIWebsocketClient",
         ("_closing",),
+    ),
+    "drop_unsent_bot_transcription": (
+        "pipecat.processors.frameworks.rtvi.observer.RTVIObserver",
+        ("_bot_transcription",),
     ),
     "websocket_input_receive_loop": (
         "pipecat.transports.websocket.fastapi.FastAPIWebsocketInputTransport",
@@ -173,6 +178,11 @@ ROUTINE_WARNINGS: tuple[tuple[str, str], ...] = (
         "Media stream error while reading the audio",
     ),
 )
+
+
+def drop_unsent_bot_transcription(observer: RTVIObserver) -> None:
+    """Forget the unfinished sentence an RTVI observer holds for its next `bot-transcription`."""
+    observer._bot_transcription = ""
 
 
 def is_routine_warning(name: str | None, message: str) -> bool:

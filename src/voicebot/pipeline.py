@@ -27,6 +27,7 @@ from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.audio.smart_turn import SharedSmartTurnAnalyzer
 from voicebot.config import Settings
 from voicebot.models import SharedModels
+from voicebot.observability.rtvi import VoicebotRTVIProcessor
 from voicebot.processors.filler import LateReplyFiller
 from voicebot.processors.history import HistoryLimiter
 from voicebot.protocol import INPUT_SAMPLE_RATE
@@ -134,6 +135,8 @@ def build_worker(
         ),
         observers=list(observers),
         enable_rtvi=enable_rtvi,
+        # RTVI clients must not get a cut-off reply's left-over text with the next reply.
+        rtvi_processor=VoicebotRTVIProcessor() if enable_rtvi else None,
         # Spans go to the tracer provider voicebot.observability.tracing set up at start.
         enable_tracing=settings.observability.tracing.enabled,
         conversation_id=conversation_id,

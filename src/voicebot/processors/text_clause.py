@@ -40,7 +40,7 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
             if result is None and self._first_pending and self._at_clause_break(char):
                 result = Aggregation(text=self._text.strip(" "), type=TextType.SENTENCE)
                 await super().reset()
-            if result:
+            if result and _speakable(result.text):
                 self._first_pending = False
                 yield result
 
@@ -55,7 +55,8 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
 
     async def flush(self) -> Aggregation | None:
         self._first_pending = True
-        return await super().flush()
+        rest = await super().flush()
+        return rest if rest is not None and _speakable(rest.text) else None
 
     async def handle_interruption(self) -> None:
         self._first_pending = True
@@ -64,6 +65,12 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
     async def reset(self) -> None:
         self._first_pending = True
         await super().reset()
+
+
+def _speakable(text: str) -> bool:
+    """Text with something to say: a lone quote or "**" gives a silent TTS context, which
+    Pipecat reports as an error."""
+    return any(c.isalnum() for c in text)
 
 
 def speak_first_clause_early(service: TTSService, min_words: int) -> None:

@@ -86,12 +86,17 @@ def synthesise(folder: Path, half: Half | None = None) -> list[tuple[Utterance, 
         path = folder / f"{utterance.name}.wav"
         if not path.exists():
             _, voice, speed = voices[voice_id]
-            if voice == "piper":
-                _piper(utterance.text, path)
-            else:
-                _espeak(utterance.text, voice, speed, path)
+            speak(utterance.text, voice, speed, path)
         out.append((utterance, voice_id, path))
     return out
+
+
+def speak(text: str, voice: str, speed: int, path: Path) -> None:
+    """Write `text` said by an espeak-ng voice (or "piper", the bundled voice) to `path`."""
+    if voice == "piper":
+        _piper(text, path)
+    else:
+        _espeak(text, voice, speed, path)
 
 
 def _espeak(text: str, voice: str, speed: int, path: Path) -> None:
