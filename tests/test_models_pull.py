@@ -23,7 +23,7 @@ from voicebot.autotune import resolve
 from voicebot.config import Settings
 from voicebot.errors import DownloadError, InputError
 from voicebot.model_files import SMOLLM2_FILE, package_dir
-from voicebot.tools.models import KOKORO_REPO, pull, resolve_name
+from voicebot.tools.models import KOKORO_REPO, file_inventory, pull, resolve_name
 
 TURBO_REPO = "mobiuslabsgmbh/faster-whisper-large-v3-turbo"
 GGUF_REPO = "local-test/SmolLM2-135M-Instruct-GGUF"
@@ -185,8 +185,9 @@ def test_unknown_name_lists_the_known_ones_and_fetches_nothing(
     for known in ("large-v3-turbo", "small.en", "kokoro-voices", "gguf:OWNER/REPO/FILE.gguf"):
         assert known in err
     assert hub.requests == [] and not cache.exists()
-    with pytest.raises(InputError, match=r"gguf:OWNER/REPO/FILE\.gguf"):
-        resolve_name("gguf:owner/model.gguf")
+    for bad in ("gguf:owner/model.gguf", "gguf:owner/repo/../../../etc/x.gguf"):
+        with pytest.raises(InputError, match=r"gguf:OWNER/REPO/FILE\.gguf"):
+            resolve_name(bad)
 
 
 def test_pull_into_models_dir_then_auto_picks_it_and_a_second_pull_is_a_no_op(
@@ -239,6 +240,7 @@ def test_gguf_lands_in_the_cache_and_says_which_setting_uses_it(
     assert done.path == cache / "gguf" / GGUF_REPO.replace("/", "--") / SMOLLM2_FILE
     assert sha256(done.path) == sha256(SMOLLM2)
     assert f"llm.llama_cpp.model_path={done.path}" in done.use
+    assert file_inventory() == [str(done.path)]
     tuned = resolve(Settings(llm={"llama_cpp": {"model_path": done.path}}), assume_gpu="H100")
     assert "GGUF fits" in tuned.decisions["llm.llama_cpp.gpu_layers"]
 

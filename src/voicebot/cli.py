@@ -357,7 +357,7 @@ def _models_pull(args: argparse.Namespace) -> int:
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    from voicebot.tools.models import whisper_inventory
+    from voicebot.tools.models import file_inventory, whisper_inventory
 
     tuned = _tuned(args)
     settings = load_settings(args.config)
@@ -366,13 +366,16 @@ def _models_list(args: argparse.Namespace) -> int:
         "model": tuned.settings.stt.whisper.model,
         "reason": tuned.decisions.get("stt.whisper.model", "set explicitly"),
     }
+    files = file_inventory()
     if args.json:
-        print(json.dumps({"whisper": rows, "auto": auto}))
+        print(json.dumps({"whisper": rows, "auto": auto, "files": files}))
         return 0
     for row in rows:
         where = row["path"] or f"not on disk: voicebot models pull {row['name']}"
         print(f"{row['name']:<16} {where}")
     print(f"stt.whisper.model = {auto['model']!r}    [{auto['reason']}]")
+    for path in files:
+        print(f"file: {path}")
     return 0
 
 

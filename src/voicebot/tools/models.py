@@ -58,6 +58,8 @@ class ModelSpec:
 
 @dataclass
 class Pulled:
+    """What one pull did: where the model is, at which hub commit, and the setting to use."""
+
     spec: ModelSpec
     path: Path
     revision: str | None
@@ -97,7 +99,8 @@ def resolve_name(name: str) -> ModelSpec:
     """The spec for a name as typed on the command line; InputError lists the known ones."""
     if name.startswith(GGUF_PREFIX):
         parts = name.removeprefix(GGUF_PREFIX).split("/")
-        if len(parts) < 3 or not all(parts) or not parts[-1].endswith(".gguf"):
+        bad = any(part in ("", ".", "..") for part in parts)
+        if len(parts) < 3 or bad or not parts[-1].endswith(".gguf"):
             raise InputError(
                 f"{name!r}: a GGUF is named gguf:OWNER/REPO/FILE.gguf "
                 "(e.g. gguf:bartowski/Qwen2.5-1.5B-Instruct-GGUF/Qwen2.5-1.5B-Instruct-Q4_K_M.gguf)"
@@ -321,3 +324,16 @@ def whisper_inventory(settings: Settings) -> list[dict[str, Any]]:
         where = str(folder) if folder else ("bundled" if on_disk else None)
         rows.append({"name": name, "on_disk": on_disk, "path": where})
     return rows
+
+
+def file_inventory() -> list[str]:
+    """The pulled or baked-in Kokoro and GGUF files (their settings take these paths)."""
+    roots = [model_files.cache_dir(), model_files.installed_dir()]
+    return sorted(
+        str(path)
+        for root in roots
+        for kind in ("kokoro", "gguf")
+        if (root / kind).is_dir()
+        for path in (root / kind).rglob("*")
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts)
+    )
