@@ -117,6 +117,7 @@ def test_missing_big_model_falls_back_to_what_is_on_disk(fake_nvml: Any) -> None
     )
     assert values["stt.whisper.model"] == "tiny.en"
     assert "large-v3-turbo is not on disk" in reasons["stt.whisper.model"]
+    assert "`voicebot models pull large-v3-turbo` fetches it" in reasons["stt.whisper.model"]
 
 
 def test_explicit_values_always_win(

@@ -366,3 +366,67 @@ def test_healthcheck_follows_the_server_port_and_status(
     server.server_close()  # nothing listens: refused
     _Health.status = 200
     assert check(PORT=str(port)) == 1
+
+
+# ---- bigger models: opt-in only, at build time (MODELS) or on RunPod's first start ------
+
+
+VENV_STAGE = 3  # llama-cpu, llama-cuda, llama, venv, runtime
+
+
+def _models_run() -> str:
+    (run,) = [
+        i["value"]
+        for i in instructions(REPO / "Dockerfile.gpu", stage=VENV_STAGE)
+        if i["instruction"] == "RUN" and "models pull" in i["value"]
+    ]
+    return run
+
+
+def test_models_build_arg_downloads_nothing_by_default(fake_bin: Path, tmp_path: Path) -> None:
+    args = [i["value"] for i in instructions(REPO / "Dockerfile.gpu", stage=VENV_STAGE)]
+    assert 'MODELS=""' in args
+    # The venv stage installs the `models` extra; the runtime copies that venv whole.
+    assert any('"/src[cpu,models]"' in a for a in args)
+    copies = [
+        i["value"] for i in instructions(REPO / "Dockerfile.gpu") if i["instruction"] == "COPY"
+    ]
+    assert "--from=venv /opt/venv /opt/venv" in copies
+
+    def build_step(models: str) -> str:
+        done = run(
+            "bash", "-o", "pipefail", "-c", _models_run(),
+            env={"PATH": f"{fake_bin}:/usr/bin:/bin", "MODELS": models},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert build_step("") == ""  # no pull at all
+    pulled = build_step("large-v3-turbo kokoro-voices")
+    assert "exec: voicebot models pull large-v3-turbo kokoro-voices" in pulled
+    # Into the venv, where voicebot looks for installed models (<sys.prefix>/share/voicebot).
+    from voicebot.model_files import installed_dir
+
+    assert f"VOICEBOT_CACHE_DIR=/opt/venv/{installed_dir().relative_to(sys.prefix)}" in pulled
+
+
+def test_runpod_start_pulls_voicebot_models_only_when_asked(fake_bin: Path, tmp_path: Path) -> None:
+    env = {"WORKSPACE": str(tmp_path), "GROQ_API_KEY": "gsk_test"}
+    quiet = run_with(START, fake_bin, env)
+    assert "models pull" not in quiet["stdout"] + quiet["stderr"]
+
+    seen = run_with(START, fake_bin, {**env, "VOICEBOT_MODELS": "large-v3-turbo  kokoro-voices"})
+    execs = [line for line in seen["stdout"].splitlines() if line.startswith("exec: ")]
+    assert execs == [
+        "exec: voicebot models pull large-v3-turbo kokoro-voices",
+        "exec: voicebot-entrypoint serve",
+    ]
+    assert "VOICEBOT_MODELS: pulling large-v3-turbo kokoro-voices" in seen["stderr"]
+    # The pull sees the volume's folders: Whisper models land where the server looks.
+    assert seen["VOICEBOT_STT__WHISPER__MODELS_DIR"] == str(tmp_path / "models" / "whisper")
+
+    # A failed pull is reported, and the server still starts with what is on disk.
+    (fake_bin / "voicebot").write_text('#!/bin/sh\necho "pull failed" >&2\nexit 1\n')
+    failed = run_with(START, fake_bin, {**env, "VOICEBOT_MODELS": "large-v3"})
+    assert failed["argv"] == "voicebot-entrypoint serve"
+    assert "pulling VOICEBOT_MODELS failed" in failed["stderr"]

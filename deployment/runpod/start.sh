@@ -5,6 +5,8 @@
 #   WORKSPACE            the persistent volume (default /workspace)
 #   VOICEBOT_CONFIG      the YAML profile (default the RunPod one: Groq, llama.cpp fallback)
 #   GROQ_API_KEY         without it the local llama.cpp model answers
+#   VOICEBOT_MODELS      models to pull onto the volume before serving, e.g. "large-v3-turbo"
+#                        (`voicebot models pull`; one already there is not fetched again)
 set -euo pipefail
 
 workspace=${WORKSPACE:-/workspace}
@@ -34,11 +36,22 @@ if [[ -n "${RUNPOD_POD_ID:-}" ]]; then
     echo "voicebot: health          $url/health"
 fi
 
-run=(voicebot-entrypoint serve "$@")
+as_server=()
 if [[ $(id -u) -eq 0 ]] && id voicebot >/dev/null 2>&1; then
     # Only the folders made above change hands (a recursive chown of a big volume is slow).
     chown voicebot:voicebot "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__WHISPER__MODELS_DIR" "$HF_HOME"
     export HOME=/home/voicebot
-    exec setpriv --reuid=voicebot --regid=voicebot --init-groups -- "${run[@]}"
+    as_server=(setpriv --reuid=voicebot --regid=voicebot --init-groups --)
 fi
-exec "${run[@]}"
+
+# Downloads happen only here, only when asked for. A failed pull is reported and the server
+# starts with what is on disk (auto-tuning then picks the best model it finds, and says so).
+if [[ -n "${VOICEBOT_MODELS:-}" ]]; then
+    read -ra models <<<"$VOICEBOT_MODELS"
+    echo "voicebot: VOICEBOT_MODELS: pulling ${models[*]} onto $workspace (skipped if there)" >&2
+    if ! "${as_server[@]}" voicebot models pull "${models[@]}"; then
+        echo "voicebot: pulling VOICEBOT_MODELS failed (above): serving with the models on disk" >&2
+    fi
+fi
+
+exec "${as_server[@]}" voicebot-entrypoint serve "$@"

@@ -142,7 +142,7 @@ def autotune(
         if model != names[0]:
             why += (
                 f"; {names[0]} is not on disk (stt.whisper.models_dir), "
-                f"so the best available: {model}"
+                f"so the best available: {model} (`voicebot models pull {names[0]}` fetches it)"
             )
         updates["whisper"]["model"] = model
         decisions["stt.whisper.model"] = why

@@ -90,6 +90,36 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flag(show)
     show.set_defaults(run=_config_show)
 
+    models = commands.add_parser(
+        "models", help="fetch bigger models (the only command that downloads anything)"
+    )
+    models_kinds = models.add_subparsers(dest="models_command", required=True)
+    pull = models_kinds.add_parser(
+        "pull", help="download models from the Hugging Face Hub (HF_ENDPOINT, HF_HUB_OFFLINE)"
+    )
+    pull.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="a faster-whisper size (tiny.en ... large-v3, large-v3-turbo), kokoro-model, "
+        "kokoro-voices, or gguf:OWNER/REPO/FILE.gguf",
+    )
+    pull.add_argument(
+        "--models-dir",
+        type=Path,
+        help="folder for Whisper models (default: stt.whisper.models_dir, "
+        "else $VOICEBOT_CACHE_DIR/whisper)",
+    )
+    pull.add_argument("--json", action="store_true", help="print one JSON object")
+    pull.add_argument("--config", type=Path, help="YAML profile (default: $VOICEBOT_CONFIG)")
+    pull.set_defaults(run=_models_pull)
+    listing = models_kinds.add_parser(
+        "list", help="the Whisper models on disk and the one auto-tuning picks"
+    )
+    listing.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flag(listing)
+    listing.set_defaults(run=_models_list)
+
     bench = commands.add_parser("bench", help="benchmarks that write JSON results")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
     turn = bench_kinds.add_parser("turn", help="turn latency over spoken questions through /ws")
@@ -322,6 +352,47 @@ def _config_show(args: argparse.Namespace) -> int:
         for part in key.split("."):
             value = value[part]
         print(f"{key} = {value!r}    [{source}]")
+    return 0
+
+
+def _models_pull(args: argparse.Namespace) -> int:
+    from voicebot.tools.models import pull, resolve_name
+
+    specs = [resolve_name(name) for name in args.names]  # every name checked before any fetch
+    settings = load_settings(args.config)
+    pulled = []
+    for spec in specs:
+        done = pull(spec, settings, models_dir=args.models_dir)
+        pulled.append(done)
+        if not args.json:
+            state = "already present" if done.already else f"pulled from {spec.repo_id}"
+            print(f"{spec.name}: {state}: {done.path}")
+            print(f"  use: {done.use}")
+    if args.json:
+        print(json.dumps({"pulled": [p.summary() for p in pulled]}))
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from voicebot.tools.models import file_inventory, whisper_inventory
+
+    tuned = _tuned(args)
+    settings = load_settings(args.config)
+    rows = whisper_inventory(settings)
+    auto = {
+        "model": tuned.settings.stt.whisper.model,
+        "reason": tuned.decisions.get("stt.whisper.model", "set explicitly"),
+    }
+    files = file_inventory()
+    if args.json:
+        print(json.dumps({"whisper": rows, "auto": auto, "files": files}))
+        return 0
+    for row in rows:
+        where = row["path"] or f"not on disk: voicebot models pull {row['name']}"
+        print(f"{row['name']:<16} {where}")
+    print(f"stt.whisper.model = {auto['model']!r}    [{auto['reason']}]")
+    for path in files:
+        print(f"file: {path}")
     return 0
 
 

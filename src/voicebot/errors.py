@@ -4,6 +4,7 @@ VoicebotError
 ├── ConfigError            a setting is wrong or missing; the message names it
 │   └── ModelNotFoundError a model file/package is missing; names the setting and package
 ├── InputError             a file or value given on the command line is unusable
+├── DownloadError          `voicebot models pull` could not fetch a model; says what to change
 ├── ProtocolError          a client broke the WebSocket protocol; carries an error code
 └── ProviderError          an STT/LLM/TTS provider failed; `retryable` says if a retry may help
 """
@@ -25,6 +26,11 @@ class ModelNotFoundError(ConfigError):
 
 class InputError(VoicebotError, ValueError):
     """Input the user handed us (an audio file, a text) that cannot be used as it is."""
+
+
+class DownloadError(VoicebotError):
+    """`voicebot models pull` could not fetch or verify a model (hub unreachable, offline
+    mode, a repository or file the hub does not have, a checksum that does not match)."""
 
 
 class ProtocolError(VoicebotError):

