@@ -106,11 +106,13 @@ async def test_interruption_stops_generation_and_frees_the_model(models: SharedM
     counting = LLMContext(
         messages=[{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
     )
-    llm = service(models, system=None, max_tokens=400)
+    llm = service(models, system=None, max_tokens=2000)
     await run_test(
         llm, frames_to_send=[LLMContextFrame(counting), SleepFrame(sleep=0.3), InterruptionFrame()]
     )
-    # 400 tokens take seconds on this CPU; a stopped generation frees the model at once.
+    # 2000 tokens take tens of seconds on a CPU; a stopped generation frees the model at
+    # its next token (the generous limit only tells "stopped" from "ran to the end" on a
+    # busy machine).
     lock = models.model("llm", "llama_cpp").lock
-    assert lock.acquire(timeout=1.0), "generation kept running after the interruption"
+    assert lock.acquire(timeout=10.0), "generation kept running after the interruption"
     lock.release()

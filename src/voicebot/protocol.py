@@ -94,6 +94,8 @@ class MetricsEvent(_Message):
     processing_ms: float | None = None
     rtf: float | None = None
     tokens_per_s: float | None = None
+    # LLM: how long this reply waited for a model shared with other sessions.
+    queue_ms: float | None = None
     # How many times this session's primary provider failed and its fallback took over.
     fallbacks: int | None = None
 

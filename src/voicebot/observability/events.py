@@ -25,6 +25,7 @@ from pipecat.services.tts_service import TTSService
 
 from voicebot.observability.metrics_data import (
     FallbackMetricsData,
+    QueueWaitMetricsData,
     RTFMetricsData,
     TokensPerSecondMetricsData,
 )
@@ -109,6 +110,8 @@ class ProtocolEventObserver(BaseObserver):
                 values["tokens_per_s"] = item.value
             elif isinstance(item, FallbackMetricsData):
                 values["fallbacks"] = item.value
+            elif isinstance(item, QueueWaitMetricsData):
+                values["queue_ms"] = round(item.value * 1000, 1)
         if not values:
             return None
         return MetricsEvent(stage=stage, **values)

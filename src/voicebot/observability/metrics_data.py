@@ -25,3 +25,9 @@ class FallbackMetricsData(MetricsData):
 
     value: int
     retryable: bool = True
+
+
+class QueueWaitMetricsData(MetricsData):
+    """Seconds a reply waited for its turn on a model shared by every session."""
+
+    value: float

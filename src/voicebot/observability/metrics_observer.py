@@ -22,7 +22,11 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voicebot.observability.events import stage_of
-from voicebot.observability.metrics_data import FallbackMetricsData, RTFMetricsData
+from voicebot.observability.metrics_data import (
+    FallbackMetricsData,
+    QueueWaitMetricsData,
+    RTFMetricsData,
+)
 from voicebot.observability.prometheus import VoicebotMetrics
 
 
@@ -105,6 +109,8 @@ class MetricsObserver(BaseObserver):
                 self._m.stt_rtf.observe(item.value)
             elif stage == "llm" and isinstance(item, TTFBMetricsData) and item.value > 0:
                 self._m.llm_ttft.observe(item.value)
+            elif isinstance(item, QueueWaitMetricsData):
+                self._m.llm_queue_wait.observe(item.value)
             elif stage == "tts" and isinstance(item, TTFBMetricsData) and item.value > 0:
                 self._m.tts_first_audio.observe(item.value)
 

@@ -63,6 +63,12 @@ class VoicebotMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.llm_queue_wait = Histogram(
+            "voicebot_llm_queue_seconds",
+            "Time a reply waited for an in-process LLM shared by every session.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.sessions = Counter("voicebot_sessions", "Sessions started.", ["transport"], registry=r)
         self.active_sessions = Gauge(
             "voicebot_active_sessions", "Sessions running now.", ["transport"], registry=r
@@ -88,6 +94,7 @@ class VoicebotMetrics:
             registry=r,
         )
         r.register(_ModelsCollector(models_loaded))
+        r.register(_QueueCollector())
         if gpu:
             r.register(_GPUCollector())
 
@@ -110,6 +117,20 @@ class _ModelsCollector(Collector):
         )
         for name in self._names():
             family.add_metric([name], 1.0)
+        yield family
+
+
+class _QueueCollector(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from voicebot.providers.llm.local import ModelQueue
+
+        family = GaugeMetricFamily(
+            "voicebot_llm_queue_waiting",
+            "Replies waiting now for an in-process LLM shared by every session.",
+            labels=["model"],
+        )
+        for queue in ModelQueue.all():
+            family.add_metric([queue.name], float(queue.waiting))
         yield family
 
 

@@ -18,7 +18,13 @@ from loguru import logger
 
 from voicebot import model_files
 from voicebot.errors import ConfigError
-from voicebot.providers.llm.local import Emit, LocalLLMService, cpu_threads, reply_options
+from voicebot.providers.llm.local import (
+    Emit,
+    LocalLLMService,
+    ModelQueue,
+    cpu_threads,
+    reply_options,
+)
 from voicebot.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
@@ -147,6 +153,11 @@ class LlamaCppModel:
     llama: Llama
     name: str
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Sessions' generations, first come first served (see ModelQueue).
+    queue: ModelQueue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = ModelQueue(self.name)
 
 
 class LlamaCppLLMService(LocalLLMService):
@@ -159,7 +170,7 @@ class LlamaCppLLMService(LocalLLMService):
     """
 
     def __init__(self, *, model: LlamaCppModel, **kwargs: Any) -> None:
-        super().__init__(model_name=model.name, **kwargs)
+        super().__init__(model_name=model.name, queue=model.queue, **kwargs)
         self._model = model
 
     def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:

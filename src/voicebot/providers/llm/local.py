@@ -7,8 +7,10 @@ import asyncio
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
 from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter
@@ -27,7 +29,7 @@ from pipecat.services.settings import LLMSettings
 from pipecat.utils.tracing.service_decorators import traced_llm
 from pipecat.utils.types import assert_given
 
-from voicebot.observability.metrics_data import TokensPerSecondMetricsData
+from voicebot.observability.metrics_data import QueueWaitMetricsData, TokensPerSecondMetricsData
 
 if TYPE_CHECKING:
     from voicebot.config import Settings
@@ -53,6 +55,58 @@ def cpu_threads(configured: int = 0) -> int:
 Emit = Callable[[str], None]
 
 
+class ModelQueue:
+    """First come, first served turns on one in-process model shared by every session.
+
+    Generations run one at a time on the model's own thread, in the order they were
+    asked for. A session waiting its turn waits in the event loop and holds no thread, so
+    a queue of sessions never starves the default executor that other blocking work
+    (Piper's synthesis, file reads) shares. `waiting` is read by /metrics.
+    """
+
+    _instances: ClassVar[weakref.WeakSet[ModelQueue]] = weakref.WeakSet()
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        ModelQueue._instances.add(self)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{name}")
+        self._count_lock = threading.Lock()
+        self.waiting = 0
+
+    @classmethod
+    def all(cls) -> list[ModelQueue]:
+        """The queues of the models loaded in this process."""
+        return list(cls._instances)
+
+    async def run(self, work: Callable[[], None]) -> float:
+        """Run `work` on the model's thread when its turn comes; returns the seconds waited.
+
+        Cancelled before its turn, the work is dropped from the queue.
+        """
+        queued_at = time.perf_counter()
+        started_at: float | None = None
+
+        def leave_queue() -> None:
+            nonlocal started_at
+            with self._count_lock:
+                if started_at is None:
+                    started_at = time.perf_counter()
+                    self.waiting -= 1
+
+        def turn() -> None:
+            leave_queue()
+            work()
+
+        with self._count_lock:
+            self.waiting += 1
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, turn)
+        finally:
+            leave_queue()
+        assert started_at is not None
+        return started_at - queued_at
+
+
 class LocalLLMService(LLMService[OpenAILLMAdapter]):
     """Pipecat's LLM base for a model in this process; subclasses implement `_generate`.
 
@@ -68,6 +122,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         self,
         *,
         model_name: str,
+        queue: ModelQueue,
         system_instruction: str | None = None,
         max_tokens: int = 80,
         temperature: float = 0.3,
@@ -89,6 +144,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
             ),
             **kwargs,
         )
+        self._queue = queue
 
     def can_generate_metrics(self) -> bool:
         return True
@@ -141,14 +197,16 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
 
         def run() -> None:
             try:
-                self._generate(messages, emit, stop)
+                if not stop.is_set():  # interrupted while waiting for its turn
+                    self._generate(messages, emit, stop)
             except Exception as e:
                 loop.call_soon_threadsafe(queue.put_nowait, e)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
         await self.start_ttfb_metrics()
-        worker = loop.run_in_executor(None, run)
+        # Not awaited here: the pieces are read from `queue` while the model generates.
+        worker = asyncio.ensure_future(self._queue.run(run))
         first: float | None = None
         pieces = 0
         try:
@@ -160,10 +218,15 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
                     await self.stop_ttfb_metrics()
                 pieces += 1
                 await self._push_llm_text(item)
+        except BaseException:
+            worker.cancel()  # still queued: dropped; already running: ends at `stop`
+            raise
         finally:
             stop.set()
-        await worker
-        logger.bind(pieces=pieces).debug("local LLM reply streamed")
+        waited = await worker
+        logger.bind(pieces=pieces, queued_s=round(waited, 3)).debug("local LLM reply streamed")
+        wait = QueueWaitMetricsData(processor=self.name, model=self._queue.name, value=waited)
+        await self.push_frame(MetricsFrame(data=[wait]))
         await self._report_usage(first, pieces)
 
     async def _report_usage(self, first: float | None, pieces: int) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voicebot import model_files
 from voicebot.errors import ModelNotFoundError
-from voicebot.providers.llm.local import Emit, LocalLLMService, reply_options
+from voicebot.providers.llm.local import Emit, LocalLLMService, ModelQueue, reply_options
 from voicebot.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
@@ -25,6 +25,11 @@ class TransformersModel:
     device: str
     name: str
     lock: threading.Lock
+    # Sessions' generations, first come first served (see ModelQueue).
+    queue: ModelQueue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = ModelQueue(self.name)
 
     @classmethod
     def load(cls, path: Path, device: str) -> TransformersModel:
@@ -56,7 +61,7 @@ class TransformersLLMService(LocalLLMService):
     """
 
     def __init__(self, *, model: TransformersModel, **kwargs: Any) -> None:
-        super().__init__(model_name=model.name, **kwargs)
+        super().__init__(model_name=model.name, queue=model.queue, **kwargs)
         self._shared = model
 
     def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
