@@ -148,6 +148,17 @@ def _parser() -> argparse.ArgumentParser:
     barge.add_argument("--url", help="measure a running server instead of starting one")
     _add_config_flag(barge)
     barge.set_defaults(run=_bench_barge_in)
+    sessions = bench_kinds.add_parser(
+        "sessions", help="several clients at once through /ws: latency, LLM queue, audio gaps"
+    )
+    sessions.add_argument(
+        "--levels", type=int, nargs="+", default=[1, 2, 4], help="concurrent sessions per run"
+    )
+    sessions.add_argument("--turns", type=int, default=4, help="turns per session (default 4)")
+    sessions.add_argument("--output", type=Path, default=Path("bench-results/sessions.json"))
+    sessions.add_argument("--url", help="measure a running server instead of starting one")
+    _add_config_flag(sessions)
+    sessions.set_defaults(run=_bench_sessions)
     return parser
 
 
@@ -203,6 +214,14 @@ def _bench_barge_in(args: argparse.Namespace) -> int:
     setup_logging("WARNING")
     report = asyncio.run(run_barge_in_bench(_settings(args), args.repeat, args.output, args.url))
     print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+def _bench_sessions(args: argparse.Namespace) -> int:
+    from voicebot.tools.concurrency import run_sessions_bench
+
+    setup_logging("WARNING")
+    asyncio.run(run_sessions_bench(_settings(args), args.levels, args.turns, args.output, args.url))
     return 0
 
 

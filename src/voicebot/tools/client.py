@@ -37,6 +37,8 @@ class TurnResult:
     turn_latency_ms: float | None
     stages: dict[str, float]
     events: list[dict[str, Any]] = field(default_factory=list)
+    # (arrival time, bytes) of each reply audio message, for playback-gap analysis.
+    audio_arrivals: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def reply_audio_s(self) -> float:
@@ -80,6 +82,7 @@ class _Receiver:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.audio = bytearray()
+        self.arrivals: list[tuple[float, int]] = []
         self.first_audio_after: float | None = None
         self.mark: float | None = None
         self.last_audio_at = 0.0
@@ -91,6 +94,7 @@ class _Receiver:
             if isinstance(message, bytes):
                 if self.mark is not None:
                     self.audio.extend(message)
+                    self.arrivals.append((now, len(message)))
                     if self.first_audio_after is None:
                         self.first_audio_after = now
                 self.last_audio_at = now
@@ -175,6 +179,8 @@ def _result(receiver: _Receiver, sample_rate: int) -> TurnResult:
             stages.setdefault("stt_ms", event["processing_ms"])
         elif stage == "llm" and "ttfb_ms" in event:
             stages.setdefault("llm_ttft_ms", event["ttfb_ms"])
+        elif stage == "llm" and "queue_ms" in event:
+            stages.setdefault("llm_queue_ms", event["queue_ms"])
         elif stage == "llm" and "tokens_per_s" in event:
             stages.setdefault("llm_tokens_per_s", event["tokens_per_s"])
         elif stage == "tts" and "ttfb_ms" in event:
@@ -190,4 +196,27 @@ def _result(receiver: _Receiver, sample_rate: int) -> TurnResult:
         turn_latency_ms=latency,
         stages=stages,
         events=receiver.events,
+        audio_arrivals=receiver.arrivals,
     )
+
+
+def playback_gaps(
+    arrivals: list[tuple[float, int]], sample_rate: int, jitter_s: float = 0.1
+) -> tuple[float, float]:
+    """Seconds a player with a `jitter_s` buffer would have run dry while the reply played
+    (in all, and the longest gap): audio that arrived late, as a listener hears it."""
+    if not arrivals or not sample_rate:
+        return 0.0, 0.0
+    total = longest = 0.0
+    plays_until: float | None = None
+    for at, size in arrivals:
+        secs = size / 2 / sample_rate
+        if plays_until is None:
+            plays_until = at + jitter_s + secs
+        elif at > plays_until:
+            gap = at - plays_until
+            total, longest = total + gap, max(longest, gap)
+            plays_until = at + secs
+        else:
+            plays_until += secs
+    return total, longest
