@@ -60,6 +60,9 @@ class ServerSettings(_Section):
     # Web origins (scheme://host[:port]) besides the server's own that may open WebSocket
     # sessions and call the HTTP API from a browser; empty means same-origin only.
     allowed_origins: list[str] = []
+    # How much lower (nice) the STT and LLM compute threads run than audio streaming and
+    # TTS, so one person's transcription never starves another's reply audio; 0 = same.
+    compute_nice: int = Field(5, ge=0, le=19)
 
 
 class WhisperSettings(_Section):

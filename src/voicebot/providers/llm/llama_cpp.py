@@ -153,11 +153,12 @@ class LlamaCppModel:
     llama: Llama
     name: str
     lock: threading.Lock = field(default_factory=threading.Lock)
+    compute_nice: int = 0
     # Sessions' generations, first come first served (see ModelQueue).
     queue: ModelQueue = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queue = ModelQueue(self.name)
+        self.queue = ModelQueue(self.name, self.compute_nice)
 
 
 class LlamaCppLLMService(LocalLLMService):
@@ -217,7 +218,7 @@ def _load(settings: Settings) -> LlamaCppModel:
         gpu_layers=section.gpu_layers if isinstance(section.gpu_layers, int) else 0,
         extra_buffers=section.extra_buffers,
     )
-    return LlamaCppModel(llama, path.stem)
+    return LlamaCppModel(llama, path.stem, compute_nice=settings.server.compute_nice)
 
 
 def _warm(model: LlamaCppModel) -> None:

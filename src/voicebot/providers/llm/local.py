@@ -30,6 +30,7 @@ from pipecat.utils.tracing.service_decorators import traced_llm
 from pipecat.utils.types import assert_given
 
 from voicebot.observability.metrics_data import QueueWaitMetricsData, TokensPerSecondMetricsData
+from voicebot.threads import yield_to_audio
 
 if TYPE_CHECKING:
     from voicebot.config import Settings
@@ -66,10 +67,16 @@ class ModelQueue:
 
     _instances: ClassVar[weakref.WeakSet[ModelQueue]] = weakref.WeakSet()
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, compute_nice: int = 0) -> None:
         self.name = name
         ModelQueue._instances.add(self)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{name}")
+        # The model's thread (and the OpenMP/ggml threads it starts) yields to audio work.
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix=f"llm-{name}",
+            initializer=yield_to_audio,
+            initargs=(compute_nice,),
+        )
         self._count_lock = threading.Lock()
         self.waiting = 0
 

@@ -25,14 +25,15 @@ class TransformersModel:
     device: str
     name: str
     lock: threading.Lock
+    compute_nice: int = 0
     # Sessions' generations, first come first served (see ModelQueue).
     queue: ModelQueue = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queue = ModelQueue(self.name)
+        self.queue = ModelQueue(self.name, self.compute_nice)
 
     @classmethod
-    def load(cls, path: Path, device: str) -> TransformersModel:
+    def load(cls, path: Path, device: str, compute_nice: int = 0) -> TransformersModel:
         """Load a GGUF file (dequantised by transformers) or a model folder; fp16/bf16 on GPU."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,7 +50,7 @@ class TransformersModel:
         tokenizer = AutoTokenizer.from_pretrained(**where, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(**where, dtype=dtype, local_files_only=True)
         model.to(device).eval()  # type: ignore[arg-type]
-        return cls(tokenizer, model, device, path.stem, threading.Lock())
+        return cls(tokenizer, model, device, path.stem, threading.Lock(), compute_nice)
 
 
 class TransformersLLMService(LocalLLMService):
@@ -137,7 +138,9 @@ SPEC = ProviderSpec(
     requires=("transformers", "torch"),
     check=_check,
     load=lambda settings: TransformersModel.load(
-        model_path(settings), "cuda" if settings.llm.transformers.device == "cuda" else "cpu"
+        model_path(settings),
+        "cuda" if settings.llm.transformers.device == "cuda" else "cpu",
+        settings.server.compute_nice,
     ),
     warm=_warm,
     build=_build,

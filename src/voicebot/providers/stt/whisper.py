@@ -124,6 +124,7 @@ def load_engine(settings: Settings) -> WhisperEngine:
             log_prob_threshold=stt.log_prob_threshold,
             compression_ratio_threshold=stt.compression_ratio_threshold,
             max_utterance_secs=stt.max_utterance_secs,
+            compute_nice=settings.server.compute_nice,
             # On a CPU a batch costs as much as its parts and everyone in it waits for the
             # slowest (measured: no throughput gain, higher mean latency), so auto picks 1.
             max_batch_size=max(batch, 1),

@@ -24,6 +24,7 @@ from loguru import logger
 
 from voicebot.providers.stt.speech_gate import SpeechGate
 from voicebot.providers.stt.whisper_decode import FallbackLoader, WhisperBackend, WhisperDecoder
+from voicebot.threads import yield_to_audio
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -43,6 +44,8 @@ class EngineOptions:
     max_batch_size: int = 8
     # An utterance needs this many Silero windows (32 ms each) above 0.5 to be speech.
     min_speech_windows: int = 3
+    # The worker thread's nice value above audio work (see voicebot.threads).
+    compute_nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class WhisperEngine:
             self.stats.cancelled += 1
 
     def _work(self) -> None:
+        yield_to_audio(self.options.compute_nice)
         while True:
             item = self._queue.get()
             if item is _CLOSE:
