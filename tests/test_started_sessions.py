@@ -48,7 +48,7 @@ def app(settings: Settings, models: SharedModels) -> FastAPI:
 
 
 def test_many_start_posts_keep_the_set_bounded(app: FastAPI) -> None:
-    with TestClient(app) as client:
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
         started: StartedSessions = app.state.webrtc.started
         started.max_ids = 50
         ids = [client.post("/start", json={}).json()["sessionId"] for _ in range(120)]
@@ -59,7 +59,7 @@ def test_many_start_posts_keep_the_set_bounded(app: FastAPI) -> None:
 
 
 def test_an_expired_start_id_is_refused(app: FastAPI) -> None:
-    with TestClient(app) as client:
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
         started: StartedSessions = app.state.webrtc.started
         clock = FakeClock()
         started.clock = clock
