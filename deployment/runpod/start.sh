@@ -5,6 +5,8 @@
 #   WORKSPACE            the persistent volume (default /workspace)
 #   VOICEBOT_CONFIG      the YAML profile (default the RunPod one: Groq, llama.cpp fallback)
 #   GROQ_API_KEY         without it the local llama.cpp model answers
+#   VOICEBOT_API_KEYS    keys for your backends; without one, the entry point generates one
+#                        (kept on the volume) and prints a page link once the server is up
 set -euo pipefail
 
 workspace=${WORKSPACE:-/workspace}
@@ -29,8 +31,10 @@ mkdir -p "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__WHISPER__MODELS_DIR" "$HF_HOME"
 
 if [[ -n "${RUNPOD_POD_ID:-}" ]]; then
     url="https://${RUNPOD_POD_ID}-${port}.proxy.runpod.net"
-    echo "voicebot: browser client  $url/client"
-    echo "voicebot: WebSocket       ${url/https:/wss:}/ws"
+    # RunPod's proxy makes every client look alike: sessions need a key or a token.
+    export VOICEBOT_PUBLIC_URL=$url
+    echo "voicebot: sessions        POST $url/start with Authorization: Bearer KEY"
+    echo "voicebot: WebSocket       ${url/https:/wss:}/ws?token=... (from /start)"
     echo "voicebot: health          $url/health"
 fi
 
