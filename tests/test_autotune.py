@@ -87,8 +87,8 @@ def test_no_gpu_gives_the_cpu_profile() -> None:
     # ... which is exactly the shipped CPU profile.
     cpu = load_settings(REPO / "configs" / "cpu_fallback.yaml")
     resolved = autotune(Settings(), GpuReport(), llm_file_mib=93).settings
-    # server.max_sessions follows the cores of the machine, so no profile names it.
-    server = resolved.server.model_copy(update={"max_sessions": "auto"})
+    # server.max_sessions follows the cores of the machine; the profile pins the 2-core one.
+    server = resolved.server.model_copy(update={"max_sessions": cpu.server.max_sessions})
     assert resolved.model_copy(update={"server": server}) == cpu
 
 
