@@ -35,8 +35,11 @@ from voicebot.tools.samples import QUESTIONS, synthesise_questions
 
 
 async def concurrent_round(url: str, pcms: list[Any]) -> list[float | None]:
-    results = await asyncio.gather(*(run_turn(url, pcm, reply_timeout_s=120) for pcm in pcms))
-    return [r.turn_latency_ms for r in results]
+    """Each session's turn latency; None for one that got no reply within 120 s."""
+    results = await asyncio.gather(
+        *(run_turn(url, pcm, reply_timeout_s=120) for pcm in pcms), return_exceptions=True
+    )
+    return [None if isinstance(r, BaseException) else r.turn_latency_ms for r in results]
 
 
 async def refusal_check(server: LocalServer, n: int) -> dict[str, Any]:
@@ -92,6 +95,7 @@ async def main(sessions: list[int], output: Path) -> None:
                 {
                     "sessions": n,
                     "turn_latency_ms": [round(x) if x is not None else None for x in latencies],
+                    "no_reply": len(latencies) - len(got),
                     "median_ms": round(statistics.median(got)) if got else None,
                     "max_ms": round(max(got)) if got else None,
                 }
