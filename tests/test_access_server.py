@@ -321,3 +321,56 @@ async def test_secrets_never_leave_the_server(keyed_process: tuple[str, Path]) -
         assert KEY not in text
         for token in tokens:
             assert token not in text
+
+
+async def test_an_idle_webrtc_session_is_told_why_and_hung_up(
+    settings: Settings, models: SharedModels
+) -> None:
+    """The token flow over WebRTC with a real aiortc peer that sends no audio."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    tuned = with_keys(settings, idle_timeout_secs=1.5, max_sessions=1)
+    async with LocalServer(tuned, models=models) as server:
+        peer = RTCPeerConnection()
+        peer.addTransceiver("audio", direction="sendrecv")
+        channel = peer.createDataChannel("chat")
+        events: list[dict[str, Any]] = []
+        hung_up = asyncio.Event()
+
+        @channel.on("message")
+        def on_message(message: str) -> None:
+            data = json.loads(message)
+            if data.get("label") != "rtvi-ai":
+                events.append(data)
+
+        @peer.on("connectionstatechange")
+        def on_state() -> None:
+            if peer.connectionState in ("closed", "failed"):
+                hung_up.set()
+
+        try:
+            await peer.setLocalDescription(await peer.createOffer())
+            async with http(server, headers=AUTH) as backend:
+                issued = (await backend.post("/start", json={"transport": "webrtc"})).json()
+            async with http(server) as browser:
+                answer = await browser.post(
+                    issued["offerUrl"],
+                    json={"sdp": peer.localDescription.sdp, "type": peer.localDescription.type},
+                )
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                await peer.setRemoteDescription(
+                    RTCSessionDescription(sdp=body["sdp"], type=body["type"])
+                )
+                await asyncio.wait_for(hung_up.wait(), 60)
+                # The place is free again: a new session is accepted.
+                await asyncio.sleep(0.5)
+                async with http(server, headers=AUTH) as backend:
+                    metrics = (await backend.get("/metrics")).text
+                    started = (await backend.post("/start", json={"transport": "ws"})).json()
+                async with websockets.connect(started["url"]) as ws:
+                    assert (await ready(ws))["session_id"] == started["sessionId"]
+        finally:
+            await peer.close()
+    assert [e["code"] for e in events if e["type"] == "error"] == ["idle_timeout"]
+    assert 'voicebot_session_limit_ends_total{reason="idle timeout"} 1.0' in metrics
