@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from voicebot.autotune import cpu_max_sessions
 from voicebot.config import AUTO, Settings
 from voicebot.observability.prometheus import VoicebotMetrics
+from voicebot.protocol import ErrorEvent
 
 # RFC 6455: "try again later".
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -302,6 +303,11 @@ class SessionGuard:
             max_secs=self.settings.server.max_session_secs,
             on_expire=expire,
         )
+
+
+def end_error(message: str) -> ErrorEvent:
+    """The protocol `error` event for a session the server ends (`idle_timeout`, ...)."""
+    return ErrorEvent(code=message.split(":")[0].replace(" ", "_"), message=message)
 
 
 def end_message(reason: EndReason, settings: Settings) -> str:

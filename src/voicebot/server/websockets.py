@@ -13,7 +13,7 @@ from voicebot.observability.prometheus import VoicebotMetrics
 from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
 from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.server.auth import session_id_from
-from voicebot.server.limits import SessionGuard
+from voicebot.server.limits import SessionGuard, end_error
 from voicebot.server.origins import refuse_foreign_origin
 from voicebot.server.start import PIPECAT_WS_PATH
 from voicebot.server.state import ModelState
@@ -60,8 +60,7 @@ def websocket_router(
         observer = ProtocolEventObserver(sink=transport.send_event)
 
         async def end(reason: str) -> None:
-            code = reason.split(":")[0].replace(" ", "_")
-            await transport.send_event(ErrorEvent(code=code, message=reason))
+            await transport.send_event(end_error(reason))
             await transport.end_session(CLOSE_NORMAL, reason)
 
         async with slot, guard.deadlines(end) as deadlines:

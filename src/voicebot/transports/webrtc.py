@@ -32,7 +32,7 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.observability.events import ProtocolEventObserver
 from voicebot.observability.metrics_observer import SessionMetrics
-from voicebot.protocol import INPUT_SAMPLE_RATE, ErrorEvent, ReadyEvent, ServerEvent
+from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, ServerEvent
 from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.session import run_session
 
@@ -166,8 +166,9 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
             )
 
             async def end(reason: str) -> None:
-                code = reason.split(":")[0].replace(" ", "_")
-                await send_event(ErrorEvent(code=code, message=reason))
+                from voicebot.server.limits import end_error
+
+                await send_event(end_error(reason))
                 await connection.disconnect()
 
             async def guarded() -> None:
@@ -186,6 +187,8 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
             task = asyncio.create_task(guarded())
             sessions.add(task)
             task.add_done_callback(sessions.discard)
+            # Also when the task is cancelled before it ever runs (shutdown).
+            task.add_done_callback(lambda _task: slot.release())
 
         try:
             result = await handler.handle_web_request(
