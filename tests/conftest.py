@@ -57,8 +57,16 @@ def keywords() -> dict[str, tuple[str, ...]]:
 
 @pytest.fixture(scope="session")
 async def server(settings: Settings, models: SharedModels) -> AsyncIterator[LocalServer]:
-    """The real FastAPI app under uvicorn on a free loopback port, sharing `models`."""
-    async with LocalServer(settings, models=models) as running:
+    """The real FastAPI app under uvicorn on a free loopback port, sharing `models`.
+
+    Its session limits are lifted: tests open many sessions at once from one address
+    (the limits themselves are tested on servers of their own, test_access_server.py).
+    """
+    unlimited = tweak(
+        settings,
+        server={"max_sessions": 64, "max_sessions_per_client": 0, "rate_limit_burst": 1000},
+    )
+    async with LocalServer(unlimited, models=models) as running:
         yield running
 
 

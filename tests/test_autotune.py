@@ -86,7 +86,27 @@ def test_no_gpu_gives_the_cpu_profile() -> None:
     assert "no NVIDIA GPU" in reasons["stt.whisper.device"]
     # ... which is exactly the shipped CPU profile.
     cpu = load_settings(REPO / "configs" / "cpu_fallback.yaml")
-    assert autotune(Settings(), GpuReport(), llm_file_mib=93).settings == cpu
+    resolved = autotune(Settings(), GpuReport(), llm_file_mib=93).settings
+    # server.max_sessions follows the cores of the machine; the profile pins the 2-core one.
+    server = resolved.server.model_copy(update={"max_sessions": cpu.server.max_sessions})
+    assert resolved.model_copy(update={"server": server}) == cpu
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(1, 2), (2, 2), (8, 8), (64, 64)])
+def test_max_sessions_on_a_cpu_follows_the_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, expected: int
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    result = autotune(Settings(), GpuReport(), llm_file_mib=93)
+    assert result.settings.server.max_sessions == expected
+    assert f"{cores} cores" in result.decisions["server.max_sessions"]
+
+
+def test_max_sessions_on_gpus_counts_the_usable_cards(fake_nvml: Any) -> None:
+    two = report_for(fake_nvml, cards.L4, cards.L4)
+    assert autotune(Settings(), two, llm_file_mib=93).settings.server.max_sessions == 8
+    explicit = Settings(server={"max_sessions": 3})  # type: ignore[arg-type]
+    assert autotune(explicit, two, llm_file_mib=93).settings.server.max_sessions == 3
 
 
 def test_failed_cuda_probe_falls_back_to_cpu_with_the_reason(fake_nvml: Any) -> None:

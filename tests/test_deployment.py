@@ -283,6 +283,28 @@ def test_entrypoint_explicit_port_wins_and_default_is_left_to_config(fake_bin: P
     assert "VOICEBOT_SERVER__PORT" not in run_with(ENTRYPOINT, fake_bin, {})
 
 
+def test_entrypoint_generates_a_key_kept_on_the_volume_and_never_printed(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    env = {"VOICEBOT_CACHE_DIR": str(tmp_path)}
+    seen = run_with(ENTRYPOINT, fake_bin, env, "serve")
+    key = seen["VOICEBOT_API_KEYS"]
+    assert len(key) == 64
+    assert (tmp_path / "api_key").read_text().strip() == key
+    assert (tmp_path / "api_key").stat().st_mode & 0o077 == 0
+    assert "generated an API key" in seen["stderr"]
+    assert key not in seen["stderr"] and "exec: voicebot serve" in seen["stdout"]
+    # A restart reuses it; a key given, `--insecure-no-auth` or another command: none made.
+    assert run_with(ENTRYPOINT, fake_bin, env)["VOICEBOT_API_KEYS"] == key
+    given = run_with(ENTRYPOINT, fake_bin, {**env, "VOICEBOT_API_KEYS": "mine"}, "serve")
+    assert given["VOICEBOT_API_KEYS"] == "mine" and "generated" not in given["stderr"]
+    other = tmp_path / "other"
+    other.mkdir()
+    for args in (("serve", "--insecure-no-auth"), ("config", "show")):
+        plain = run_with(ENTRYPOINT, fake_bin, {"VOICEBOT_CACHE_DIR": str(other)}, *args)
+        assert "VOICEBOT_API_KEYS" not in plain
+
+
 START = REPO / "deployment" / "runpod" / "start.sh"
 
 
@@ -301,8 +323,9 @@ def test_runpod_start_prints_proxy_url_and_keeps_caches_on_the_volume(
             "VOICEBOT_CACHE_DIR": "/cache",  # as the GPU image sets it
         },
     )
-    assert "https://abc123-7860.proxy.runpod.net/client" in seen["stdout"]
-    assert "wss://abc123-7860.proxy.runpod.net/ws" in seen["stdout"]
+    assert "POST https://abc123-7860.proxy.runpod.net/start" in seen["stdout"]
+    assert "wss://abc123-7860.proxy.runpod.net/ws?token=" in seen["stdout"]
+    assert seen["VOICEBOT_PUBLIC_URL"] == "https://abc123-7860.proxy.runpod.net"
     assert seen["VOICEBOT_SERVER__HOST"] == "0.0.0.0"
     assert seen["VOICEBOT_SERVER__PORT"] == "7860"
     for key in ("VOICEBOT_CACHE_DIR", "VOICEBOT_STT__WHISPER__MODELS_DIR", "HF_HOME"):

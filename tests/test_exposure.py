@@ -20,19 +20,21 @@ from voicebot.server.origins import origin_allowed
 from voicebot.server.start import PIPECAT_WS_PATH
 from voicebot.tools.local_server import LocalServer
 
+# Without API keys the server serves only its own machine (server/auth.py).
+LOCAL = ("127.0.0.1", 50000)
 DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
 
 
 @pytest.mark.parametrize("path", DOC_PATHS)
 def test_api_docs_are_off_by_default(settings: Settings, path: str) -> None:
     assert settings.server.api_docs is False
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings), client=LOCAL)
     assert client.get(path).status_code == 404
 
 
 @pytest.mark.parametrize("path", DOC_PATHS)
 def test_api_docs_can_be_turned_on(settings: Settings, path: str) -> None:
-    client = TestClient(create_app(tweak(settings, server={"api_docs": True})))
+    client = TestClient(create_app(tweak(settings, server={"api_docs": True})), client=LOCAL)
     response = client.get(path)
     assert response.status_code == 200
     assert "voicebot" in response.text
@@ -89,7 +91,7 @@ async def test_an_allowed_origin_gets_websockets_and_cors(
 
 
 def test_cors_lists_no_origin_by_default(settings: Settings) -> None:
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings), client=LOCAL)
     preflight = client.options(
         "/start",
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},

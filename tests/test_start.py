@@ -39,7 +39,9 @@ async def test_websocket_start_points_at_the_pipecat_websocket(
 ) -> None:
     reply = await http.post("/start", json={"transport": "websocket"})
     assert reply.status_code == 200
-    assert reply.json()["wsUrl"] == f"ws://127.0.0.1:{server.port}/ws-client"
+    ws_url = reply.json()["wsUrl"]
+    assert ws_url.startswith(f"ws://127.0.0.1:{server.port}/ws-client?token=")
+    assert reply.json()["url"] == ws_url
     assert reply.json()["sessionId"]
 
 

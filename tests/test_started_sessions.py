@@ -6,6 +6,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.helpers import tweak
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.server.app import create_app
@@ -44,11 +45,12 @@ def test_the_default_cap_drops_the_oldest_ids() -> None:
 
 @pytest.fixture
 def app(settings: Settings, models: SharedModels) -> FastAPI:
-    return create_app(settings, models=models)
+    # Many posts from one client: past the default rate limit (tested in test_access_server).
+    return create_app(tweak(settings, server={"rate_limit_burst": 1000}), models=models)
 
 
 def test_many_start_posts_keep_the_set_bounded(app: FastAPI) -> None:
-    with TestClient(app) as client:
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
         started: StartedSessions = app.state.webrtc.started
         started.max_ids = 50
         ids = [client.post("/start", json={}).json()["sessionId"] for _ in range(120)]
@@ -59,7 +61,7 @@ def test_many_start_posts_keep_the_set_bounded(app: FastAPI) -> None:
 
 
 def test_an_expired_start_id_is_refused(app: FastAPI) -> None:
-    with TestClient(app) as client:
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
         started: StartedSessions = app.state.webrtc.started
         clock = FakeClock()
         started.clock = clock

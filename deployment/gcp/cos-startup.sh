@@ -5,7 +5,9 @@
 # carries only HTTP/WebSocket).
 #
 # Metadata keys read (set with --metadata): voicebot-image (required), voicebot-env
-# (optional, lines of KEY=VALUE for the container, e.g. GROQ_API_KEY=...).
+# (optional, lines of KEY=VALUE for the container, e.g. GROQ_API_KEY=..., VOICEBOT_API_KEYS=...;
+# without VOICEBOT_API_KEYS the container generates a key, kept in
+# /mnt/disks/voicebot/cache/api_key, and logs a ready-to-use page link once it is up).
 set -euo pipefail
 
 metadata() {

@@ -7,6 +7,8 @@
 #   GROQ_API_KEY         without it the local llama.cpp model answers
 #   VOICEBOT_MODELS      models to pull onto the volume before serving, e.g. "large-v3-turbo"
 #                        (`voicebot models pull`; one already there is not fetched again)
+#   VOICEBOT_API_KEYS    keys for your backends; without one, the entry point generates one
+#                        (kept on the volume) and prints a page link once the server is up
 set -euo pipefail
 
 workspace=${WORKSPACE:-/workspace}
@@ -31,8 +33,10 @@ mkdir -p "$VOICEBOT_CACHE_DIR" "$VOICEBOT_STT__WHISPER__MODELS_DIR" "$HF_HOME"
 
 if [[ -n "${RUNPOD_POD_ID:-}" ]]; then
     url="https://${RUNPOD_POD_ID}-${port}.proxy.runpod.net"
-    echo "voicebot: browser client  $url/client"
-    echo "voicebot: WebSocket       ${url/https:/wss:}/ws"
+    # RunPod's proxy makes every client look alike: sessions need a key or a token.
+    export VOICEBOT_PUBLIC_URL=$url
+    echo "voicebot: sessions        POST $url/start with Authorization: Bearer KEY"
+    echo "voicebot: WebSocket       ${url/https:/wss:}/ws?token=... (from /start)"
     echo "voicebot: health          $url/health"
 fi
 

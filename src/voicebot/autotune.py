@@ -6,6 +6,7 @@ profile, the environment or the CLI are never touched: only fields still set to 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ WHISPER_VRAM_MIB = {
 }
 # Head-room left for the CUDA context, allocator fragmentation and activations, MiB.
 HEADROOM_MIB = 1024
+# Sessions one GPU serves at the target turn latency (Cloud Run's containerConcurrency for
+# an L4 in deployment/gcp/service.yaml; not yet measured on every card).
+SESSIONS_PER_GPU = 4
 # Fallback order when the preferred Whisper model is not on disk: bigger to smaller.
 WHISPER_LADDER = ("large-v3-turbo", "large-v3", "medium", "small", "base", "tiny")
 
@@ -177,6 +181,11 @@ def autotune(
         updates["llm"]["transformers"] = llm.transformers.model_copy(update={"device": device})
         decisions["llm.transformers.device"] = f"{where}: transformers on {device}"
 
+    if settings.server.max_sessions == AUTO:
+        sessions, why = _max_sessions(report, os.cpu_count() or 1)
+        updates["server"] = {"max_sessions": sessions}
+        decisions["server.max_sessions"] = why
+
     whisper = settings.stt.whisper.model_copy(update=updates.pop("whisper"))
     updates["stt"] = {"whisper": whisper}
     tuned = settings.model_copy(
@@ -187,6 +196,20 @@ def autotune(
         }
     )
     return Tuned(settings=tuned, decisions=decisions, report=report)
+
+
+def cpu_max_sessions(cores: int) -> int:
+    """One session per core, at least 2 (README_PIPECAT.md, "Limits", has the measurement)."""
+    return max(2, cores)
+
+
+def _max_sessions(report: GpuReport, cores: int) -> tuple[int, str]:
+    gpus = len(report.usable_gpus)
+    if gpus:
+        n = SESSIONS_PER_GPU * gpus
+        return n, f"{gpus} GPU(s): {SESSIONS_PER_GPU} sessions each keep turn latency"
+    n = cpu_max_sessions(cores)
+    return n, f"CPU only, {cores} cores: one session per core, at least 2"
 
 
 def _vram_mib(settings: Settings, stage: Stage, provider: str) -> int | None:

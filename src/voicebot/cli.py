@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the voice assistant server")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 7860)")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="serve other machines without API keys (anyone reaching the port may use it)",
+    )
     _add_config_flag(serve)
     serve.set_defaults(run=_serve_command)
 
@@ -194,7 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve_command(args: argparse.Namespace) -> int:
-    flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("insecure_no_auth", args.insecure_no_auth))
+    flags = {k: v for k, v in given if v is not None}
+    from voicebot.server.auth import check_exposure
+
+    # Before the GPU probe and the models: a refused start should be quick.
+    check_exposure(load_settings(args.config, {"server": flags} if flags else None))
     return _serve(_tuned(args, flags))
 
 
@@ -421,10 +432,13 @@ def _serve(tuned: Tuned) -> int:
 
     from voicebot.providers import spec as providers
     from voicebot.server import create_app
+    from voicebot.server.auth import check_exposure, log_access_mode
     from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
 
     settings = tuned.settings
     setup_logging(settings.server.log_level)
+    check_exposure(settings)
+    log_access_mode(settings)
     for key, reason in tuned.decisions.items():
         logger.bind(setting=key, reason=reason).info("auto-tuned")
     providers.check(settings)

@@ -63,6 +63,27 @@ class ServerSettings(_Section):
     # How much lower (nice) the STT and LLM compute threads run than audio streaming and
     # TTS, so one person's transcription never starves another's reply audio; 0 = same.
     compute_nice: int = Field(5, ge=0, le=19)
+    # Serve clients on other machines without API keys (VOICEBOT_API_KEYS) or session
+    # tokens: anyone who can reach the port may run sessions. Off: keyless servers only
+    # serve this machine (server/auth.py).
+    insecure_no_auth: bool = False
+    # A session token from POST /start must be used this long after it is issued.
+    session_token_ttl_secs: float = Field(300.0, gt=0.0, le=300.0)
+    # Sessions running at once on this server, and per client address; beyond them a
+    # new session is refused (HTTP 503/429 with Retry-After, WebSocket close 1013).
+    # auto: from the CPU cores or GPU found (voicebot.autotune). 0 per client: no limit.
+    max_sessions: int | Auto = AUTO
+    max_sessions_per_client: int = Field(4, ge=0)
+    # POST /start and the WebRTC offer routes, per client address: a burst of this many,
+    # refilled at rate_limit_per_minute (HTTP 429 with Retry-After beyond it).
+    rate_limit_per_minute: float = Field(60.0, gt=0.0)
+    rate_limit_burst: int = Field(10, ge=1)
+    # A session with no audio from its client this long ends ("idle timeout"), and every
+    # session ends after max_session_secs ("session time limit").
+    idle_timeout_secs: float = Field(300.0, gt=0.0)
+    max_session_secs: float = Field(3600.0, gt=0.0)
+    # /metrics without a key (for a Prometheus on a private network); off: it needs one.
+    public_metrics: bool = False
 
 
 class WhisperSettings(_Section):
@@ -293,9 +314,27 @@ class Secrets(BaseSettings):
     azure_speech_region: str | None = Field(
         None, validation_alias=AliasChoices("AZURE_SPEECH_REGION")
     )
+    # Comma-separated keys a backend sends as `Authorization: Bearer KEY` (server/auth.py).
+    api_keys: SecretStr | None = Field(None, validation_alias=AliasChoices("VOICEBOT_API_KEYS"))
+    # Signs session tokens; unset: a random secret per process (tokens die with it).
+    session_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("VOICEBOT_SESSION_SECRET")
+    )
+
+    def api_key_list(self) -> list[str]:
+        """The configured API keys (empty when none are set)."""
+        raw = self.api_keys.get_secret_value() if self.api_keys is not None else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
 
 
-SECRET_VARIABLES = ("GROQ_API_KEY", "DAILY_API_KEY", "AZURE_SPEECH_KEY", "AZURE_SPEECH_REGION")
+SECRET_VARIABLES = (
+    "GROQ_API_KEY",
+    "DAILY_API_KEY",
+    "AZURE_SPEECH_KEY",
+    "AZURE_SPEECH_REGION",
+    "VOICEBOT_API_KEYS",
+    "VOICEBOT_SESSION_SECRET",
+)
 
 
 class Settings(BaseSettings):

@@ -22,6 +22,8 @@ from tests.helpers import free_port, wait_for_status
 from voicebot.tools.client import run_turn
 
 IMAGE = os.environ.get("VOICEBOT_CONTAINER_IMAGE", "")
+# The image listens on every interface, so the server needs API keys (server/auth.py).
+API_KEY = "container-test-key"
 
 pytestmark = [
     pytest.mark.slow,
@@ -58,7 +60,13 @@ def container() -> Iterator[tuple[str, str]]:
     port = free_port()
     name = f"voicebot-test-{port}"
     started = podman(
-        "run", "--detach", f"--name={name}", "--network=host", f"--env=PORT={port}", IMAGE
+        "run",
+        "--detach",
+        f"--name={name}",
+        "--network=host",
+        f"--env=PORT={port}",
+        f"--env=VOICEBOT_API_KEYS={API_KEY}",
+        IMAGE,
     )
     assert started.returncode == 0, started.stderr[-2000:]
     url = f"http://127.0.0.1:{port}"
@@ -81,13 +89,23 @@ def test_health_is_200_once_models_are_warm(container: tuple[str, str]) -> None:
     import httpx
 
     assert httpx.get(f"{container[1]}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{container[1]}/config", timeout=10).status_code == 401
 
 
 async def test_a_spoken_question_is_answered_with_audio(
     container: tuple[str, str], question_pcm: dict[str, np.ndarray]
 ) -> None:
-    ws_url = container[1].replace("http://", "ws://") + "/ws"
-    result = await run_turn(ws_url, question_pcm["week"], reply_timeout_s=120)
+    import httpx
+
+    # A backend's flow: a session token from /start with the key, then the WebSocket.
+    async with httpx.AsyncClient(timeout=10) as client:
+        started = await client.post(
+            f"{container[1]}/start",
+            json={"transport": "ws"},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+    assert started.status_code == 200, started.text
+    result = await run_turn(started.json()["url"], question_pcm["week"], reply_timeout_s=120)
 
     assert {"days", "week"} <= set(re.findall(r"[a-z]+", result.transcript.lower()))
     assert result.reply, result.events

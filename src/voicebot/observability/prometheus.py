@@ -93,6 +93,18 @@ class VoicebotMetrics:
             ["stage", "from_provider", "to_provider", "retryable"],
             registry=r,
         )
+        self.refusals = Counter(
+            "voicebot_refusals",
+            "Requests and sessions refused by access control or limits (server/limits.py).",
+            ["reason"],
+            registry=r,
+        )
+        self.session_ends = Counter(
+            "voicebot_session_limit_ends",
+            "Sessions the server ended: idle timeout or session time limit.",
+            ["reason"],
+            registry=r,
+        )
         r.register(_ModelsCollector(models_loaded))
         r.register(_QueueCollector())
         if gpu:
@@ -100,6 +112,10 @@ class VoicebotMetrics:
 
     def protocol_error(self, code: str) -> None:
         self.protocol_errors.labels(code=code).inc()
+
+    def refusal(self, reason: str) -> None:
+        """Count one refusal; `reason` is one of server/limits.py's REFUSAL_REASONS."""
+        self.refusals.labels(reason=reason).inc()
 
     def render(self) -> bytes:
         """The text exposition format, for GET /metrics."""

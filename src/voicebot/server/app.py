@@ -19,7 +19,9 @@ from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.observability.prometheus import VoicebotMetrics
 from voicebot.observability.tracing import setup_tracing
 from voicebot.providers import spec as providers
+from voicebot.server.auth import Access, AccessMiddleware, redact_tokens_in_server_logs
 from voicebot.server.daily import DailySessions
+from voicebot.server.limits import RateLimiter, RateLimitMiddleware, SessionGuard
 from voicebot.server.page import mount_pages
 from voicebot.server.start import start_router
 from voicebot.server.state import ModelState
@@ -44,8 +46,15 @@ def create_app(
         models_loaded=lambda: sorted(state.models.load_ms) if state.models else []
     )
     setup_tracing(settings.observability.tracing)
-    webrtc = WebRTCRoutes(lambda: state.models, settings, metrics=SessionMetrics(metrics, "webrtc"))
-    daily = DailySessions(lambda: state.models, settings, metrics=SessionMetrics(metrics, "daily"))
+    access = Access(settings)
+    redact_tokens_in_server_logs()
+    guard = SessionGuard(settings, metrics)
+    webrtc = WebRTCRoutes(
+        lambda: state.models, settings, guard=guard, metrics=SessionMetrics(metrics, "webrtc")
+    )
+    daily = DailySessions(
+        lambda: state.models, settings, guard=guard, metrics=SessionMetrics(metrics, "daily")
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +81,12 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     # Browsers send pages elsewhere no CORS headers unless listed (WebSockets: origins.py).
+    # The last added runs first: CORS answers preflights, rate limits come before access.
+    app.add_middleware(AccessMiddleware, access=access, on_refused=metrics.refusal)
+    limiter = RateLimiter(
+        per_minute=settings.server.rate_limit_per_minute, burst=settings.server.rate_limit_burst
+    )
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, on_refused=metrics.refusal)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.server.allowed_origins,
@@ -81,11 +96,11 @@ def create_app(
     app.state.models = state
     app.state.metrics = metrics
     app.state.webrtc = webrtc
-    app.include_router(start_router(webrtc, daily))
+    app.include_router(start_router(webrtc, daily, access))
     app.include_router(webrtc.router)
     app.include_router(daily.router)
     app.include_router(status_router(state, settings, metrics, decisions))
-    app.include_router(websocket_router(state, settings, metrics))
+    app.include_router(websocket_router(state, settings, metrics, guard))
 
     mount_pages(app)
     return app

@@ -12,6 +12,8 @@ from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.observability.prometheus import VoicebotMetrics
 from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
 from voicebot.providers.tts.stage import output_sample_rate
+from voicebot.server.auth import session_id_from
+from voicebot.server.limits import SessionGuard, end_error
 from voicebot.server.origins import refuse_foreign_origin
 from voicebot.server.start import PIPECAT_WS_PATH
 from voicebot.server.state import ModelState
@@ -21,9 +23,13 @@ from voicebot.transports.websocket import VoicebotWebsocketTransport
 
 # RFC 6455: "try again later", for clients that connect while models are loading.
 CLOSE_TRY_AGAIN_LATER = 1013
+# RFC 6455: "normal closure", for sessions the server ends (idle, time limit).
+CLOSE_NORMAL = 1000
 
 
-def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMetrics) -> APIRouter:
+def websocket_router(
+    state: ModelState, settings: Settings, metrics: VoicebotMetrics, guard: SessionGuard
+) -> APIRouter:
     router = APIRouter()
 
     @router.websocket("/ws")
@@ -39,7 +45,10 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
             await websocket.send_text(encode_event(not_ready))
             await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="models loading")
             return
-        session_id = uuid.uuid4().hex[:12]
+        slot = await guard.websocket_slot(websocket)
+        if slot is None:
+            return
+        session_id = session_id_from(websocket.state) or uuid.uuid4().hex[:12]
         transport = VoicebotWebsocketTransport(
             websocket,
             max_message_bytes=settings.server.max_message_bytes,
@@ -49,14 +58,20 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
         ready = ReadyEvent(sample_rate=output_sample_rate(settings, shared), session_id=session_id)
         await websocket.send_text(encode_event(ready))
         observer = ProtocolEventObserver(sink=transport.send_event)
-        await run_session(
-            transport,
-            shared,
-            settings,
-            session_id=session_id,
-            observers=[observer],
-            metrics=SessionMetrics(metrics, "ws"),
-        )
+
+        async def end(reason: str) -> None:
+            await transport.send_event(end_error(reason))
+            await transport.end_session(CLOSE_NORMAL, reason)
+
+        async with slot, guard.deadlines(end) as deadlines:
+            await run_session(
+                transport,
+                shared,
+                settings,
+                session_id=session_id,
+                observers=[observer, deadlines],
+                metrics=SessionMetrics(metrics, "ws"),
+            )
 
     @router.websocket(PIPECAT_WS_PATH)
     async def pipecat_ws_session(websocket: WebSocket) -> None:
@@ -67,19 +82,29 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
         if shared is None:
             await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="models loading")
             return
+        slot = await guard.websocket_slot(websocket)
+        if slot is None:
+            return
         transport = PipecatWebsocketTransport(
             websocket,
             max_message_bytes=settings.server.max_message_bytes,
             audio_out_sample_rate=output_sample_rate(settings, shared),
             on_protocol_error=metrics.protocol_error,
         )
+
         # Pipecat's clients speak RTVI: client-ready -> bot-ready, transcripts, bot text.
-        await run_session(
-            transport,
-            shared,
-            settings,
-            enable_rtvi=True,
-            metrics=SessionMetrics(metrics, "ws_client"),
-        )
+        async def end(reason: str) -> None:
+            await transport.end_session(CLOSE_NORMAL, reason)
+
+        async with slot, guard.deadlines(end) as deadlines:
+            await run_session(
+                transport,
+                shared,
+                settings,
+                session_id=session_id_from(websocket.state),
+                observers=[deadlines],
+                enable_rtvi=True,
+                metrics=SessionMetrics(metrics, "ws_client"),
+            )
 
     return router

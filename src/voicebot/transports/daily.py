@@ -8,10 +8,11 @@ and when the last person has been gone for the grace period.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loguru import logger
+from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.transports.daily.transport import DailyParams, DailyTransport
 
@@ -135,6 +136,7 @@ async def run_daily_session(
     *,
     session_id: str,
     metrics: SessionMetrics | None = None,
+    observers: Sequence[BaseObserver] = (),
 ) -> str | None:
     """Join `room_url` as the bot and converse until the session ends; returns why it ended."""
     log = logger.bind(session=session_id)
@@ -149,6 +151,7 @@ async def run_daily_session(
             models,
             settings,
             session_id=session_id,
+            observers=observers,
             enable_rtvi=True,
             lifecycle=rules,
             metrics=metrics,

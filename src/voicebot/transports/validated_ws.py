@@ -100,6 +100,18 @@ class ValidatedWebsocketTransport(FastAPIWebsocketTransport):
         """Send one message to this client (a no-op once the socket is closing)."""
         await websocket_client(self.input()).send(data)
 
+    async def end_session(self, code: int, reason: str) -> None:
+        """Close this client's socket with `code` and `reason`; the session then ends."""
+        client = websocket_client(self.input())
+        if client.is_closing:
+            return
+        mark_websocket_closing(client)
+        try:
+            await self._websocket.close(code=code, reason=reason)
+        except RuntimeError:  # already closed by the peer
+            pass
+        await client.trigger_client_disconnected()
+
     async def close_too_big(self, size: int) -> None:
         self.protocol_error("message_too_big")
         reason = f"message of {size} bytes exceeds the {self.max_message_bytes}-byte limit"

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from loguru import logger
@@ -35,6 +35,9 @@ from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, ServerEvent
 from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.session import run_session
+
+if TYPE_CHECKING:  # the server package imports this module
+    from voicebot.server.limits import SessionGuard
 
 ModelsGetter = Callable[[], SharedModels | None]
 
@@ -91,9 +94,11 @@ class WebRTCRoutes:
         get_models: ModelsGetter,
         settings: Settings,
         *,
+        guard: SessionGuard,
         metrics: SessionMetrics | None = None,
     ) -> None:
         self.metrics = metrics
+        self.guard = guard
         self.handler = SmallWebRTCRequestHandler()
         self.sessions: set[asyncio.Task[None]] = set()
         self.started = StartedSessions()
@@ -132,10 +137,18 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     started = owner.started
     ready_models = owner.ready_models
 
-    async def answer(offer: SmallWebRTCRequest, session_id: str) -> dict[str, str]:
+    async def answer(
+        offer: SmallWebRTCRequest, session_id: str, request: Request
+    ) -> dict[str, str]:
         models = ready_models()
+        # Held by the session a new peer connection starts; a renegotiation gives it back.
+        slot = owner.guard.http_slot(request.client.host if request.client else None)
+        claimed = False
 
         async def start(connection: SmallWebRTCConnection) -> None:
+            nonlocal claimed
+            claimed = True
+
             async def send_event(event: ServerEvent) -> None:
                 # Queued by the connection until the data channel opens.
                 connection.send_app_message(event.model_dump(exclude_none=True))
@@ -151,29 +164,46 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
                     audio_out_sample_rate=sample_rate,
                 ),
             )
-            # The prebuilt client speaks RTVI over the data channel, so RTVI stays on.
-            task = asyncio.create_task(
-                run_session(
-                    transport,
-                    models,
-                    settings,
-                    session_id=session_id,
-                    observers=[ProtocolEventObserver(sink=send_event)],
-                    enable_rtvi=True,
-                    metrics=owner.metrics,
-                )
-            )
+
+            async def end(reason: str) -> None:
+                from voicebot.server.limits import end_error
+
+                await send_event(end_error(reason))
+                await connection.disconnect()
+
+            async def guarded() -> None:
+                async with slot, owner.guard.deadlines(end) as deadlines:
+                    # The prebuilt client speaks RTVI over the data channel: RTVI stays on.
+                    await run_session(
+                        transport,
+                        models,
+                        settings,
+                        session_id=session_id,
+                        observers=[ProtocolEventObserver(sink=send_event), deadlines],
+                        enable_rtvi=True,
+                        metrics=owner.metrics,
+                    )
+
+            task = asyncio.create_task(guarded())
             sessions.add(task)
             task.add_done_callback(sessions.discard)
+            # Also when the task is cancelled before it ever runs (shutdown).
+            task.add_done_callback(lambda _task: slot.release())
 
-        result = await handler.handle_web_request(request=offer, webrtc_connection_callback=start)
+        try:
+            result = await handler.handle_web_request(
+                request=offer, webrtc_connection_callback=start
+            )
+        finally:
+            if not claimed:
+                slot.release()
         if result is None:
             raise HTTPException(status_code=500, detail="WebRTC connection produced no answer")
         return result
 
     @router.post("/api/offer")
-    async def offer(request: SmallWebRTCRequest) -> dict[str, str]:
-        return await answer(request, str(uuid.uuid4()))
+    async def offer(offer: SmallWebRTCRequest, request: Request) -> dict[str, str]:
+        return await answer(offer, str(uuid.uuid4()), request)
 
     @router.patch("/api/offer")
     async def ice_candidates(request: SmallWebRTCPatchRequest) -> dict[str, str]:
@@ -194,7 +224,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
             )
         except KeyError as e:
             raise HTTPException(status_code=400, detail=f"offer is missing field {e}") from e
-        return await answer(offer_request, session_id)
+        return await answer(offer_request, session_id, request)
 
     @router.patch("/sessions/{session_id}/api/offer")
     async def session_ice(session_id: str, request: Request) -> dict[str, str]:
