@@ -60,6 +60,18 @@ class ServerSettings(_Section):
     # Web origins (scheme://host[:port]) besides the server's own that may open WebSocket
     # sessions and call the HTTP API from a browser; empty means same-origin only.
     allowed_origins: list[str] = []
+    # Flood control on /ws and /ws-client (transports/flood.py): audio arriving faster than
+    # `max_audio_speed` x real time for longer than `audio_burst_secs` of audio allows, or
+    # more than `max_control_messages_per_sec` other messages a second, closes with 1008.
+    max_audio_speed: float = Field(1.5, ge=1.0)
+    audio_burst_secs: float = Field(3.0, gt=0.0)
+    max_control_messages_per_sec: float = Field(50.0, gt=0.0)
+    # On SIGTERM, turns in progress get this long to finish before sessions are closed (1001).
+    drain_secs: float = Field(20.0, ge=0.0)
+    # A SmallWebRTC offer whose peer has not connected by then is hung up (its UDP sockets
+    # closed); offers still waiting beyond `max_pending_webrtc_offers` get 503.
+    webrtc_connect_timeout_secs: float = Field(30.0, gt=0.0)
+    max_pending_webrtc_offers: int = Field(100, ge=1)
 
 
 class WhisperSettings(_Section):

@@ -16,6 +16,7 @@ from voicebot.server.origins import refuse_foreign_origin
 from voicebot.server.start import PIPECAT_WS_PATH
 from voicebot.server.state import ModelState
 from voicebot.session import run_session
+from voicebot.transports.flood import FloodGuard
 from voicebot.transports.pipecat_ws import PipecatWebsocketTransport
 from voicebot.transports.websocket import VoicebotWebsocketTransport
 
@@ -45,6 +46,7 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
             max_message_bytes=settings.server.max_message_bytes,
             audio_out_sample_rate=output_sample_rate(settings, shared),
             on_protocol_error=metrics.protocol_error,
+            flood=FloodGuard.for_server(settings.server),
         )
         ready = ReadyEvent(sample_rate=output_sample_rate(settings, shared), session_id=session_id)
         await websocket.send_text(encode_event(ready))
@@ -72,6 +74,7 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
             max_message_bytes=settings.server.max_message_bytes,
             audio_out_sample_rate=output_sample_rate(settings, shared),
             on_protocol_error=metrics.protocol_error,
+            flood=FloodGuard.for_server(settings.server),
         )
         # Pipecat's clients speak RTVI: client-ready -> bot-ready, transcripts, bot text.
         await run_session(
