@@ -44,8 +44,18 @@ def create_app(
         models_loaded=lambda: sorted(state.models.load_ms) if state.models else []
     )
     setup_tracing(settings.observability.tracing)
-    webrtc = WebRTCRoutes(lambda: state.models, settings, metrics=SessionMetrics(metrics, "webrtc"))
-    daily = DailySessions(lambda: state.models, settings, metrics=SessionMetrics(metrics, "daily"))
+    webrtc = WebRTCRoutes(
+        lambda: state.models,
+        settings,
+        metrics=SessionMetrics(metrics, "webrtc"),
+        drain=state.drain,
+    )
+    daily = DailySessions(
+        lambda: state.models,
+        settings,
+        metrics=SessionMetrics(metrics, "daily"),
+        drain=state.drain,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -79,6 +89,7 @@ def create_app(
         allow_headers=["*"],
     )
     app.state.models = state
+    app.state.drain = state.drain  # started by server.drain.DrainingServer on SIGTERM
     app.state.metrics = metrics
     app.state.webrtc = webrtc
     app.include_router(start_router(webrtc, daily))

@@ -18,6 +18,7 @@ from loguru import logger
 
 from voicebot.config import Settings
 from voicebot.observability.metrics_observer import SessionMetrics
+from voicebot.server.drain import Drain
 from voicebot.transports.daily_rooms import DailyAPIError, DailyRoom, DailyRooms
 from voicebot.transports.webrtc import ModelsGetter
 
@@ -38,8 +39,10 @@ class DailySessions:
         settings: Settings,
         *,
         metrics: SessionMetrics | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._metrics = metrics
+        self._drain = drain
         self._get_models = get_models
         self._settings = settings
         self._rooms: DailyRooms | None = None
@@ -70,6 +73,8 @@ class DailySessions:
     ) -> StartedDailySession:
         """Create a room, start the bot in it; returns what the person needs to join."""
         rooms = self._rooms_service()
+        if self._drain is not None and self._drain.draining:
+            raise HTTPException(status_code=503, detail="the server is restarting; retry shortly")
         if self._get_models() is None:
             raise HTTPException(status_code=503, detail="models are still loading; retry shortly")
         try:

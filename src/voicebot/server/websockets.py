@@ -22,6 +22,7 @@ from voicebot.transports.websocket import VoicebotWebsocketTransport
 
 # RFC 6455: "try again later", for clients that connect while models are loading.
 CLOSE_TRY_AGAIN_LATER = 1013
+DRAINING_MESSAGE = "the server is restarting; connect again in a few seconds"
 
 
 def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMetrics) -> APIRouter:
@@ -33,6 +34,11 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
             return
         await websocket.accept()
         shared = state.models
+        if state.drain.draining:
+            draining = ErrorEvent(code="draining", message=DRAINING_MESSAGE)
+            await websocket.send_text(encode_event(draining))
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="server draining")
+            return
         if shared is None:
             not_ready = ErrorEvent(
                 code="not_ready", message="models are still loading; retry when /health is 200"
@@ -51,14 +57,15 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
         ready = ReadyEvent(sample_rate=output_sample_rate(settings, shared), session_id=session_id)
         await websocket.send_text(encode_event(ready))
         observer = ProtocolEventObserver(sink=transport.send_event)
-        await run_session(
-            transport,
-            shared,
-            settings,
-            session_id=session_id,
-            observers=[observer],
-            metrics=SessionMetrics(metrics, "ws"),
-        )
+        with state.drain.track(close=transport.close_going_away) as activity:
+            await run_session(
+                transport,
+                shared,
+                settings,
+                session_id=session_id,
+                observers=[observer, activity],
+                metrics=SessionMetrics(metrics, "ws"),
+            )
 
     @router.websocket(PIPECAT_WS_PATH)
     async def pipecat_ws_session(websocket: WebSocket) -> None:
@@ -66,6 +73,9 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
             return
         await websocket.accept()
         shared = state.models
+        if state.drain.draining:
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="server draining")
+            return
         if shared is None:
             await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="models loading")
             return
@@ -77,12 +87,14 @@ def websocket_router(state: ModelState, settings: Settings, metrics: VoicebotMet
             flood=FloodGuard.for_server(settings.server),
         )
         # Pipecat's clients speak RTVI: client-ready -> bot-ready, transcripts, bot text.
-        await run_session(
-            transport,
-            shared,
-            settings,
-            enable_rtvi=True,
-            metrics=SessionMetrics(metrics, "ws_client"),
-        )
+        with state.drain.track(close=transport.close_going_away) as activity:
+            await run_session(
+                transport,
+                shared,
+                settings,
+                observers=[activity],
+                enable_rtvi=True,
+                metrics=SessionMetrics(metrics, "ws_client"),
+            )
 
     return router

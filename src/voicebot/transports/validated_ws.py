@@ -34,6 +34,8 @@ from voicebot.transports.flood import CLOSE_POLICY_VIOLATION, FloodGuard
 
 # RFC 6455: "message too big".
 CLOSE_MESSAGE_TOO_BIG = 1009
+# RFC 6455: "going away", for a server that is shutting down.
+CLOSE_GOING_AWAY = 1001
 
 
 class ValidatedInput(FastAPIWebsocketInputTransport):
@@ -143,6 +145,10 @@ class ValidatedWebsocketTransport(FastAPIWebsocketTransport):
         self.protocol_error(code)
         logger.bind(code=code, reason=reason).info("closing a flooding client")
         await self.close_with(CLOSE_POLICY_VIOLATION, reason)
+
+    async def close_going_away(self) -> None:
+        """Close with 1001 "server restarting" (the end of a graceful drain)."""
+        await self.close_with(CLOSE_GOING_AWAY, "server restarting")
 
     async def close_with(self, code: int, reason: str) -> None:
         """Close this client's socket with `code` and `reason`; the session then ends."""
