@@ -49,7 +49,8 @@ registry=${image%%/*}
 docker-credential-gcr configure-docker --registries="$registry"
 
 docker rm -f voicebot >/dev/null 2>&1 || true
-docker run --detach --name voicebot --restart unless-stopped \
+# --stop-timeout: longer than server.drain_secs (20 s), so a stop lets turns finish.
+docker run --detach --name voicebot --restart unless-stopped --stop-timeout 30 \
     --network host \
     --volume /var/lib/nvidia/lib64:/usr/local/nvidia/lib64 \
     --volume /var/lib/nvidia/bin:/usr/local/nvidia/bin \

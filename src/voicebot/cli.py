@@ -433,6 +433,7 @@ def _serve(tuned: Tuned) -> int:
     from voicebot.providers import spec as providers
     from voicebot.server import create_app
     from voicebot.server.auth import check_exposure, log_access_mode
+    from voicebot.server.drain import DrainingServer
     from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
 
     settings = tuned.settings
@@ -442,8 +443,9 @@ def _serve(tuned: Tuned) -> int:
     for key, reason in tuned.decisions.items():
         logger.bind(setting=key, reason=reason).info("auto-tuned")
     providers.check(settings)
-    uvicorn.run(
-        create_app(settings, decisions=tuned.decisions),
+    app = create_app(settings, decisions=tuned.decisions)
+    config = uvicorn.Config(
+        app,
         host=settings.server.host,
         port=settings.server.port,
         ws=VoicebotWebSocketProtocol,
@@ -451,8 +453,12 @@ def _serve(tuned: Tuned) -> int:
         log_level=settings.server.log_level.lower()
         if settings.server.log_level != "TRACE"
         else "trace",
+        # After the drain has closed every session: a bound on lingering HTTP requests.
+        timeout_graceful_shutdown=5,
     )
-    return 0
+    server = DrainingServer(config, drain=app.state.drain, drain_secs=settings.server.drain_secs)
+    server.run()
+    return 0 if server.started else 3
 
 
 async def _talk(args: argparse.Namespace, settings: Settings) -> int:

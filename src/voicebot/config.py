@@ -84,6 +84,18 @@ class ServerSettings(_Section):
     max_session_secs: float = Field(3600.0, gt=0.0)
     # /metrics without a key (for a Prometheus on a private network); off: it needs one.
     public_metrics: bool = False
+    # Flood control on /ws and /ws-client (transports/flood.py): audio arriving faster than
+    # `max_audio_speed` x real time for longer than `audio_burst_secs` of audio allows, or
+    # more than `max_control_messages_per_sec` other messages a second, closes with 1008.
+    max_audio_speed: float = Field(1.5, ge=1.0)
+    audio_burst_secs: float = Field(3.0, gt=0.0)
+    max_control_messages_per_sec: float = Field(50.0, gt=0.0)
+    # On SIGTERM, turns in progress get this long to finish before sessions are closed (1001).
+    drain_secs: float = Field(20.0, ge=0.0)
+    # A SmallWebRTC offer whose peer has not connected by then is hung up (its UDP sockets
+    # closed); offers still waiting beyond `max_pending_webrtc_offers` get 503.
+    webrtc_connect_timeout_secs: float = Field(30.0, gt=0.0)
+    max_pending_webrtc_offers: int = Field(100, ge=1)
 
 
 class WhisperSettings(_Section):

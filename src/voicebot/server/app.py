@@ -50,10 +50,18 @@ def create_app(
     redact_tokens_in_server_logs()
     guard = SessionGuard(settings, metrics)
     webrtc = WebRTCRoutes(
-        lambda: state.models, settings, guard=guard, metrics=SessionMetrics(metrics, "webrtc")
+        lambda: state.models,
+        settings,
+        guard=guard,
+        metrics=SessionMetrics(metrics, "webrtc"),
+        drain=state.drain,
     )
     daily = DailySessions(
-        lambda: state.models, settings, guard=guard, metrics=SessionMetrics(metrics, "daily")
+        lambda: state.models,
+        settings,
+        guard=guard,
+        metrics=SessionMetrics(metrics, "daily"),
+        drain=state.drain,
     )
 
     @asynccontextmanager
@@ -94,6 +102,7 @@ def create_app(
         allow_headers=["*"],
     )
     app.state.models = state
+    app.state.drain = state.drain  # started by server.drain.DrainingServer on SIGTERM
     app.state.metrics = metrics
     app.state.webrtc = webrtc
     app.include_router(start_router(webrtc, daily, access))

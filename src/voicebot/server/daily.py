@@ -18,6 +18,7 @@ from loguru import logger
 
 from voicebot.config import Settings
 from voicebot.observability.metrics_observer import SessionMetrics
+from voicebot.server.drain import Drain
 from voicebot.server.limits import SessionGuard, SessionSlot
 from voicebot.transports.daily_rooms import DailyAPIError, DailyRoom, DailyRooms
 from voicebot.transports.webrtc import ModelsGetter
@@ -40,9 +41,11 @@ class DailySessions:
         *,
         guard: SessionGuard,
         metrics: SessionMetrics | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._metrics = metrics
         self._guard = guard
+        self._drain = drain
         self._get_models = get_models
         self._settings = settings
         self._rooms: DailyRooms | None = None
@@ -77,6 +80,8 @@ class DailySessions:
 
         `client` is the caller's address, counted against server.max_sessions_per_client."""
         rooms = self._rooms_service()
+        if self._drain is not None and self._drain.draining:
+            raise HTTPException(status_code=503, detail="the server is restarting; retry shortly")
         if self._get_models() is None:
             raise HTTPException(status_code=503, detail="models are still loading; retry shortly")
         slot = self._guard.http_slot(client)

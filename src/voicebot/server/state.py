@@ -1,4 +1,4 @@
-"""The shared models of a running server and how far their loading has got."""
+"""The shared models of a running server, how far their loading has got, and its drain."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from loguru import logger
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
+from voicebot.server.drain import Drain
 
 
 class ModelState:
@@ -17,6 +18,8 @@ class ModelState:
         self.models: SharedModels | None = None
         self.error: str | None = None
         self.warm_ms: dict[str, float] = {}
+        # Set on SIGTERM (server.drain): /health says so and new sessions are refused.
+        self.drain = Drain()
 
     async def load(self, settings: Settings) -> None:
         try:

@@ -23,6 +23,8 @@ def status_router(
 
     @router.get("/health")
     async def health() -> JSONResponse:
+        if state.drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         if state.models is None:
             body: dict[str, Any] = {"status": "failed" if state.error else "loading"}
             if state.error:

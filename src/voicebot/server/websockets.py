@@ -18,6 +18,7 @@ from voicebot.server.origins import refuse_foreign_origin
 from voicebot.server.start import PIPECAT_WS_PATH
 from voicebot.server.state import ModelState
 from voicebot.session import run_session
+from voicebot.transports.flood import FloodGuard
 from voicebot.transports.pipecat_ws import PipecatWebsocketTransport
 from voicebot.transports.websocket import VoicebotWebsocketTransport
 
@@ -25,6 +26,7 @@ from voicebot.transports.websocket import VoicebotWebsocketTransport
 CLOSE_TRY_AGAIN_LATER = 1013
 # RFC 6455: "normal closure", for sessions the server ends (idle, time limit).
 CLOSE_NORMAL = 1000
+DRAINING_MESSAGE = "the server is restarting; connect again in a few seconds"
 
 
 def websocket_router(
@@ -38,6 +40,11 @@ def websocket_router(
             return
         await websocket.accept()
         shared = state.models
+        if state.drain.draining:
+            draining = ErrorEvent(code="draining", message=DRAINING_MESSAGE)
+            await websocket.send_text(encode_event(draining))
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="server draining")
+            return
         if shared is None:
             not_ready = ErrorEvent(
                 code="not_ready", message="models are still loading; retry when /health is 200"
@@ -54,6 +61,7 @@ def websocket_router(
             max_message_bytes=settings.server.max_message_bytes,
             audio_out_sample_rate=output_sample_rate(settings, shared),
             on_protocol_error=metrics.protocol_error,
+            flood=FloodGuard.for_server(settings.server),
         )
         ready = ReadyEvent(sample_rate=output_sample_rate(settings, shared), session_id=session_id)
         await websocket.send_text(encode_event(ready))
@@ -64,14 +72,15 @@ def websocket_router(
             await transport.end_session(CLOSE_NORMAL, reason)
 
         async with slot, guard.deadlines(end) as deadlines:
-            await run_session(
-                transport,
-                shared,
-                settings,
-                session_id=session_id,
-                observers=[observer, deadlines],
-                metrics=SessionMetrics(metrics, "ws"),
-            )
+            with state.drain.track(close=transport.close_going_away) as activity:
+                await run_session(
+                    transport,
+                    shared,
+                    settings,
+                    session_id=session_id,
+                    observers=[observer, deadlines, activity],
+                    metrics=SessionMetrics(metrics, "ws"),
+                )
 
     @router.websocket(PIPECAT_WS_PATH)
     async def pipecat_ws_session(websocket: WebSocket) -> None:
@@ -79,6 +88,9 @@ def websocket_router(
             return
         await websocket.accept()
         shared = state.models
+        if state.drain.draining:
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="server draining")
+            return
         if shared is None:
             await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="models loading")
             return
@@ -90,6 +102,7 @@ def websocket_router(
             max_message_bytes=settings.server.max_message_bytes,
             audio_out_sample_rate=output_sample_rate(settings, shared),
             on_protocol_error=metrics.protocol_error,
+            flood=FloodGuard.for_server(settings.server),
         )
 
         # Pipecat's clients speak RTVI: client-ready -> bot-ready, transcripts, bot text.
@@ -97,14 +110,15 @@ def websocket_router(
             await transport.end_session(CLOSE_NORMAL, reason)
 
         async with slot, guard.deadlines(end) as deadlines:
-            await run_session(
-                transport,
-                shared,
-                settings,
-                session_id=session_id_from(websocket.state),
-                observers=[deadlines],
-                enable_rtvi=True,
-                metrics=SessionMetrics(metrics, "ws_client"),
-            )
+            with state.drain.track(close=transport.close_going_away) as activity:
+                await run_session(
+                    transport,
+                    shared,
+                    settings,
+                    session_id=session_id_from(websocket.state),
+                    observers=[deadlines, activity],
+                    enable_rtvi=True,
+                    metrics=SessionMetrics(metrics, "ws_client"),
+                )
 
     return router

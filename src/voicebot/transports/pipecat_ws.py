@@ -26,6 +26,7 @@ from pipecat.serializers.protobuf import ProtobufFrameSerializer
 
 from voicebot.errors import ProtocolError
 from voicebot.protocol import INPUT_SAMPLE_RATE
+from voicebot.transports.flood import FloodGuard
 from voicebot.transports.validated_ws import ValidatedInput, ValidatedWebsocketTransport
 
 # What a voice client sends over RTVI; the rest (function-call results, files, raw audio
@@ -112,6 +113,7 @@ class PipecatWebsocketTransport(ValidatedWebsocketTransport):
         max_message_bytes: int,
         audio_out_sample_rate: int,
         on_protocol_error: Callable[[str], None] | None = None,
+        flood: FloodGuard | None = None,
     ) -> None:
         self._serializer = ProtobufFrameSerializer()
         super().__init__(
@@ -121,6 +123,7 @@ class PipecatWebsocketTransport(ValidatedWebsocketTransport):
             max_message_bytes=max_message_bytes,
             audio_out_sample_rate=audio_out_sample_rate,
             on_protocol_error=on_protocol_error,
+            flood=flood,
         )
 
     async def send_rtvi_error(self, text: str) -> None:

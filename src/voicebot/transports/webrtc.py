@@ -3,8 +3,11 @@
 A browser first POSTs `/start` (voicebot.server.start) for a session id (503 while models
 load), then sends its SDP offer to `/sessions/{id}/api/offer`. Plain `/api/offer` works
 too, for clients that skip `/start`. Each accepted offer runs one conversation in the
-background. Besides RTVI (for Pipecat clients), the data channel carries our protocol's
-JSON events, so a browser page gets the same events over WebRTC as over `/ws`.
+background. An offer whose peer has not connected within
+`server.webrtc_connect_timeout_secs` is hung up (aiortc holds UDP sockets for it), and at
+most `server.max_pending_webrtc_offers` wait at a time. Besides RTVI (for Pipecat
+clients), the data channel carries our protocol's JSON events, so a browser page gets
+the same events over WebRTC as over `/ws`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from voicebot.observability.events import ProtocolEventObserver
 from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, ServerEvent
 from voicebot.providers.tts.stage import output_sample_rate
+from voicebot.server.drain import Drain
 from voicebot.session import run_session
 
 if TYPE_CHECKING:  # the server package imports this module
@@ -96,17 +100,29 @@ class WebRTCRoutes:
         *,
         guard: SessionGuard,
         metrics: SessionMetrics | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.metrics = metrics
         self.guard = guard
+        self.drain = drain or Drain()
         self.handler = SmallWebRTCRequestHandler()
         self.sessions: set[asyncio.Task[None]] = set()
+        # Offers answered within the connect timeout, each with its watchdog.
+        self.pending: dict[SmallWebRTCConnection, asyncio.Task[None]] = {}
+        self.connect_timeout_secs = settings.server.webrtc_connect_timeout_secs
+        self.max_pending = settings.server.max_pending_webrtc_offers
         self.started = StartedSessions()
         self.get_models = get_models
         self.router = _build_router(self, get_models, settings)
 
     def ready_models(self) -> SharedModels:
-        """The warm models, or HTTP 503 with Retry-After while they are still loading."""
+        """The warm models, or HTTP 503 with Retry-After while loading or draining."""
+        if self.drain.draining:
+            raise HTTPException(
+                status_code=503,
+                detail="the server is restarting; connect again in a few seconds",
+                headers={"Retry-After": "5"},
+            )
         models = self.get_models()
         if models is None:
             raise HTTPException(
@@ -122,8 +138,36 @@ class WebRTCRoutes:
         self.started.add(session_id)
         return session_id
 
+    def admit_offer(self) -> None:
+        """HTTP 503 while `max_pending` offers are still waiting for their peers to connect."""
+        waiting = sum(not c.is_connected() for c in self.pending)
+        if waiting >= self.max_pending:
+            logger.bind(waiting=waiting).info("refusing a webrtc offer: too many pending")
+            raise HTTPException(
+                status_code=503,
+                detail=f"{waiting} WebRTC offers are waiting for their peers to connect; "
+                "retry shortly",
+                headers={"Retry-After": "5"},
+            )
+
+    def watch_connect(self, connection: SmallWebRTCConnection) -> None:
+        """Hang up `connection` if its peer has not connected within the connect timeout."""
+
+        async def watchdog() -> None:
+            try:
+                await asyncio.sleep(self.connect_timeout_secs)
+                if not connection.is_connected():
+                    logger.bind(pc_id=connection.pc_id).info("webrtc peer never connected")
+                    await connection.disconnect()
+            finally:
+                self.pending.pop(connection, None)
+
+        self.pending[connection] = asyncio.create_task(watchdog())
+
     async def close(self) -> None:
         """Hang up every peer connection and end their sessions (server shutdown)."""
+        for watchdog in list(self.pending.values()):
+            watchdog.cancel()
         await self.handler.close()
         for task in list(self.sessions):
             task.cancel()
@@ -141,6 +185,8 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
         offer: SmallWebRTCRequest, session_id: str, request: Request
     ) -> dict[str, str]:
         models = ready_models()
+        if offer.pc_id is None:  # a new peer, not a renegotiation
+            owner.admit_offer()
         # Held by the session a new peer connection starts; a renegotiation gives it back.
         slot = owner.guard.http_slot(request.client.host if request.client else None)
         claimed = False
@@ -173,17 +219,23 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
 
             async def guarded() -> None:
                 async with slot, owner.guard.deadlines(end) as deadlines:
-                    # The prebuilt client speaks RTVI over the data channel: RTVI stays on.
-                    await run_session(
-                        transport,
-                        models,
-                        settings,
-                        session_id=session_id,
-                        observers=[ProtocolEventObserver(sink=send_event), deadlines],
-                        enable_rtvi=True,
-                        metrics=owner.metrics,
-                    )
+                    with owner.drain.track(close=connection.disconnect) as activity:
+                        # The prebuilt client speaks RTVI over the data channel: RTVI stays on.
+                        await run_session(
+                            transport,
+                            models,
+                            settings,
+                            session_id=session_id,
+                            observers=[
+                                ProtocolEventObserver(sink=send_event),
+                                deadlines,
+                                activity,
+                            ],
+                            enable_rtvi=True,
+                            metrics=owner.metrics,
+                        )
 
+            owner.watch_connect(connection)
             task = asyncio.create_task(guarded())
             sessions.add(task)
             task.add_done_callback(sessions.discard)

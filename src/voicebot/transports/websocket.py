@@ -23,6 +23,7 @@ from voicebot.protocol import (
     parse_audio,
     parse_control_message,
 )
+from voicebot.transports.flood import FloodGuard
 from voicebot.transports.validated_ws import ValidatedInput, ValidatedWebsocketTransport
 
 
@@ -56,6 +57,7 @@ class VoicebotWebsocketTransport(ValidatedWebsocketTransport):
         audio_out_sample_rate: int,
         session_timeout_secs: int | None = None,
         on_protocol_error: Callable[[str], None] | None = None,
+        flood: FloodGuard | None = None,
     ) -> None:
         super().__init__(
             websocket,
@@ -65,6 +67,7 @@ class VoicebotWebsocketTransport(ValidatedWebsocketTransport):
             audio_out_sample_rate=audio_out_sample_rate,
             session_timeout_secs=session_timeout_secs,
             on_protocol_error=on_protocol_error,
+            flood=flood,
         )
 
     async def send_event(self, event: ServerEvent) -> None:
