@@ -5,6 +5,7 @@ Plain helper functions live in tests/helpers.py (re-exported here for older impo
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -70,6 +71,13 @@ async def server(settings: Settings, models: SharedModels) -> AsyncIterator[Loca
         yield running
 
 
+UNLIMITED_SESSIONS_ENV = {
+    "VOICEBOT_SERVER__MAX_SESSIONS": "64",
+    "VOICEBOT_SERVER__MAX_SESSIONS_PER_CLIENT": "0",
+    "VOICEBOT_SERVER__RATE_LIMIT_BURST": "1000",
+}
+
+
 @pytest.fixture
 def serve_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`voicebot serve` as a separate process on a free port; yields (process, base URL)."""
@@ -80,6 +88,8 @@ def serve_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=REPO,
+        # Session limits lifted, as for `server`: tests open many sessions from one address.
+        env={**os.environ, **UNLIMITED_SESSIONS_ENV},
     )
     url = f"http://127.0.0.1:{port}"
     try:
