@@ -18,6 +18,23 @@ from voicebot.tools.samples import QUESTIONS
 
 SAMPLE_RATE = 16000
 SHORT_TEXT = "Yes, please."
+# Long utterances never repeat a sentence: Whisper's compression-ratio filter (rightly)
+# drops a transcript that repeats itself, which would score a perfect model as deaf.
+SENTENCES = (
+    *(q.text for q in QUESTIONS),
+    "My sister moved to a small town near the coast last spring.",
+    "Please remind me to call the dentist on Thursday morning.",
+    "The train to the airport leaves every twenty minutes.",
+    "I would like a cup of green tea and a slice of lemon cake.",
+    "Our neighbours painted their front door bright yellow.",
+    "Turn off the lights in the kitchen before you go to bed.",
+    "The museum opens at ten and closes late on Fridays.",
+    "He forgot his umbrella at the office again yesterday.",
+    "Could you read me the latest news about the football match?",
+    "We are planning a picnic by the river if the weather holds.",
+    "Set a timer for twelve minutes while the pasta cooks.",
+    "The library asked us to return the books by next week.",
+)
 GAP_S = 0.25
 # The Whisper engine caps an utterance at 30 s; stay under it so nothing is cut.
 MAX_UTTERANCE_S = 29.5
@@ -57,7 +74,7 @@ class SampleSpeech:
         return self._cache[text]
 
     def utterance(self, target_s: float) -> Utterance:
-        """About `target_s` of speech: one short reply, or whole sample questions in turn."""
+        """About `target_s` of speech: one short reply, or whole distinct sentences in turn."""
         if target_s <= 1.5:
             return Utterance(SHORT_TEXT, self.say(SHORT_TEXT))
         gap = np.zeros(int(GAP_S * SAMPLE_RATE), np.float32)
@@ -65,7 +82,9 @@ class SampleSpeech:
         pieces: list[np.ndarray] = []
         total = 0.0
         while total < target_s:
-            text = QUESTIONS[len(texts) % len(QUESTIONS)].text
+            if len(texts) == len(SENTENCES):
+                break
+            text = SENTENCES[len(texts)]
             audio = self.say(text)
             if texts and total + GAP_S + len(audio) / SAMPLE_RATE > MAX_UTTERANCE_S:
                 break
