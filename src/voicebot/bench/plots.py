@@ -55,6 +55,7 @@ def stt_plot(section: dict[str, Any], path: Path, machine: str) -> Path:
     latency.set(xlabel="utterance (s)", ylabel="latency (ms)", title="latency by length")
     rtf.set(xlabel="utterance (s)", ylabel="RTF (lower is faster)", title="real-time factor")
     for axis in (latency, rtf):
+        axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     labels = [f"{r['model']}\n{r['compute_type']}" for r in rows]
