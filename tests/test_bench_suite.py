@@ -112,6 +112,7 @@ def _small_report() -> dict[str, Any]:
     reply = {"question": "q", "provider": "llama_cpp", "ttft_ms": 80.0, "pieces": 9}
     reply |= {"pieces_per_s": 40.0, "reply": "a"}
     return {
+        "schema_version": 1,
         **report_header("llm"),
         "quick": True,
         "plan": {},

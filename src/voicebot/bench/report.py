@@ -47,7 +47,6 @@ CPU_FLAG_PREFIXES = ("sse4", "avx", "fma", "f16c", "amx", "vnni")
 def report_header(benchmark: str) -> dict[str, Any]:
     """The fields every benchmark report starts with: what, when, and on what machine."""
     return {
-        "schema_version": SCHEMA_VERSION,
         "benchmark": benchmark,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),

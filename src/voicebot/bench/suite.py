@@ -18,7 +18,7 @@ from typing import Any
 from voicebot.autotune import Tuned
 from voicebot.bench import llm, stt, tts
 from voicebot.bench.plots import write_plots
-from voicebot.bench.report import report_header, skipped, validate, write_report
+from voicebot.bench.report import SCHEMA_VERSION, report_header, skipped, validate, write_report
 from voicebot.bench.speech import SampleSpeech
 from voicebot.bench.turn import turn_section
 from voicebot.errors import VoicebotError
@@ -131,6 +131,7 @@ async def run_suite(tuned: Tuned, plan: Plan, output: Path, benchmark: str = "su
         except VoicebotError as e:  # a section that cannot run here says why
             sections[name] = skipped(f"could not run: {e}")
     report = {
+        "schema_version": SCHEMA_VERSION,
         **report_header(benchmark),
         "quick": plan.quick,
         "plan": asdict(plan),
