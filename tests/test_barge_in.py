@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicebot.tools.barge_in import (
+from voicebot.bench.barge_in import (
     STORY_REQUEST,
     noise_intruders,
     run_barge_in,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from voicebot.bench.sessions import run_sessions_bench
 from voicebot.config import Settings
 from voicebot.tools.client import playback_gaps
-from voicebot.tools.concurrency import run_sessions_bench
 from voicebot.tools.local_server import LocalServer
 
 RATE = 16000

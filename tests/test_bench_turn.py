@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
+from voicebot.bench.turn import summarise, turn_record
 from voicebot.tools import voice_set
-from voicebot.tools.bench import summarise, turn_record
 from voicebot.tools.client import TurnResult
 
 

@@ -165,7 +165,64 @@ def _parser() -> argparse.ArgumentParser:
     sessions.add_argument("--url", help="measure a running server instead of starting one")
     _add_config_flag(sessions)
     sessions.set_defaults(run=_bench_sessions)
+    _add_bench_sections(bench_kinds)
+    compare = bench_kinds.add_parser("compare", help="what got slower or faster between two runs")
+    compare.add_argument("old", type=Path, help="the earlier report (JSON)")
+    compare.add_argument("new", type=Path, help="the later report (JSON)")
+    compare.add_argument(
+        "--threshold", type=float, default=0.1, help="smallest change shown (default 0.1 = 10%%)"
+    )
+    compare.set_defaults(run=_bench_compare)
     return parser
+
+
+def _add_bench_sections(bench_kinds: Any) -> None:
+    """`bench suite` and one command per section, all over voicebot.bench.suite."""
+    from voicebot.bench.suite import SECTIONS
+
+    commands = {
+        "suite": ("every section: STT, batch sweep, TTS, LLM, turn; JSON + PNGs", SECTIONS),
+        "stt": (
+            "Whisper models x precisions x lengths, and the batch-size sweep",
+            ("stt", "batch"),
+        ),
+        "tts": ("every TTS provider: first audio, RTF, leading silence, intelligibility", ("tts",)),
+        "llm": ("time to first token and tokens/s per LLM backend", ("llm",)),
+    }
+    for name, (text, sections) in commands.items():
+        command = bench_kinds.add_parser(name, help=text)
+        command.add_argument(
+            "--output",
+            type=Path,
+            default=Path(f"bench-results/{name}"),
+            help=f"folder for {name}.json and the plots (default bench-results/{name})",
+        )
+        command.add_argument("--quick", action="store_true", help="smallest run of each section")
+        command.add_argument("--device", choices=("cpu", "cuda"), help="default: auto-tuned")
+        command.add_argument("--repeats", type=int, help="runs per figure (quick 1, full 3)")
+        if "stt" in sections:
+            command.add_argument("--models", nargs="+", help="Whisper models (default: all)")
+            command.add_argument("--models-dir", type=Path, help="folder of CTranslate2 models")
+            command.add_argument(
+                "--compute-types", nargs="+", help="default: int8 float16 bfloat16"
+            )
+            command.add_argument("--lengths", nargs="+", type=float, help="utterance seconds")
+            command.add_argument("--batch-sizes", nargs="+", type=int, help="concurrent utterances")
+        if "tts" in sections:
+            command.add_argument("--providers", nargs="+", help="TTS providers (default: all)")
+            command.add_argument(
+                "--edge",
+                choices=("standin", "live"),
+                default="standin",
+                help="Edge through the local stand-in (default) or Microsoft's service",
+            )
+        if "llm" in sections:
+            command.add_argument("--backends", nargs="+", help="LLM backends (default: all)")
+            command.add_argument("--replies", type=int, help="questions per backend")
+        if "turn" in sections:
+            command.add_argument("--turns", type=int, help="turns through /ws (quick 2, full 10)")
+        _add_config_flag(command)
+        command.set_defaults(run=_bench_suite, benchmark=name, sections=sections)
 
 
 def _tuned(args: argparse.Namespace, server: dict[str, Any] | None = None) -> Tuned:
@@ -220,7 +277,7 @@ def _daily(args: argparse.Namespace) -> int:
 
 
 def _bench_barge_in(args: argparse.Namespace) -> int:
-    from voicebot.tools.barge_in import run_barge_in_bench
+    from voicebot.bench.barge_in import run_barge_in_bench
 
     setup_logging("WARNING")
     report = asyncio.run(run_barge_in_bench(_settings(args), args.repeat, args.output, args.url))
@@ -229,7 +286,7 @@ def _bench_barge_in(args: argparse.Namespace) -> int:
 
 
 def _bench_sessions(args: argparse.Namespace) -> int:
-    from voicebot.tools.concurrency import run_sessions_bench
+    from voicebot.bench.sessions import run_sessions_bench
 
     setup_logging("WARNING")
     asyncio.run(run_sessions_bench(_settings(args), args.levels, args.turns, args.output, args.url))
@@ -237,7 +294,7 @@ def _bench_sessions(args: argparse.Namespace) -> int:
 
 
 def _bench_turn(args: argparse.Namespace) -> int:
-    from voicebot.tools.bench import run_turn_bench
+    from voicebot.bench.turn import run_turn_bench
 
     setup_logging("WARNING")
     return asyncio.run(
@@ -250,6 +307,58 @@ def _bench_turn(args: argparse.Namespace) -> int:
             half=args.half,
         )
     )
+
+
+def _bench_suite(args: argparse.Namespace) -> int:
+    from voicebot.autotune import resolve
+    from voicebot.bench.report import variant
+    from voicebot.bench.suite import Plan, run_suite
+
+    setup_logging("WARNING")
+    settings = load_settings(args.config)
+    if args.device:
+        settings = variant(
+            settings,
+            {
+                "stt": {"whisper": {"device": args.device}},
+                "tts": {"device": args.device},
+                "llm": {"transformers": {"device": args.device}},
+            },
+        )
+    if getattr(args, "models_dir", None):
+        settings = variant(settings, {"stt": {"whisper": {"models_dir": args.models_dir}}})
+    try:
+        tuned = resolve(settings, assume_gpu=args.assume_gpu)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+    def given(name: str) -> tuple[Any, ...] | None:
+        value = getattr(args, name, None)
+        return tuple(value) if value else None
+
+    plan = Plan(
+        quick=args.quick,
+        sections=args.sections,
+        models=given("models"),
+        compute_types=given("compute_types"),
+        lengths_s=given("lengths"),
+        batch_sizes=given("batch_sizes"),
+        tts_providers=given("providers"),
+        llm_backends=given("backends"),
+        replies=getattr(args, "replies", None),
+        turns=getattr(args, "turns", None),
+        repeats=args.repeats,
+        edge=getattr(args, "edge", "standin"),
+    )
+    return asyncio.run(run_suite(tuned, plan, args.output, args.benchmark))
+
+
+def _bench_compare(args: argparse.Namespace) -> int:
+    from voicebot.bench.compare import compare, load
+
+    for line in compare(load(args.old), load(args.new), args.threshold):
+        print(line)
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -26,9 +26,9 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import tweak
 from voicebot.autotune import resolve
+from voicebot.bench.report import report_header, write_report
 from voicebot.config import load_settings
 from voicebot.models import SharedModels
-from voicebot.tools.bench import report_header, write_report
 from voicebot.tools.client import load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
 from voicebot.tools.samples import QUESTIONS, synthesise_questions

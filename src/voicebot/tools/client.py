@@ -39,6 +39,8 @@ class TurnResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     # (arrival time, bytes) of each reply audio message, for playback-gap analysis.
     audio_arrivals: list[tuple[float, int]] = field(default_factory=list)
+    # When each event arrived, ms after the last voiced sample was sent (negative before it).
+    event_ms: list[float] = field(default_factory=list)
 
     @property
     def reply_audio_s(self) -> float:
@@ -81,6 +83,7 @@ def last_voiced_sample(pcm: np.ndarray) -> int:
 class _Receiver:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.event_times: list[float] = []
         self.audio = bytearray()
         self.arrivals: list[tuple[float, int]] = []
         self.first_audio_after: float | None = None
@@ -102,6 +105,7 @@ class _Receiver:
             # Every event must match the documented protocol (a client error otherwise).
             event = decode_event(message).model_dump(exclude_none=True)
             self.events.append(event)
+            self.event_times.append(now)
             if event.get("type") == "bot_stopped_speaking" and self.mark is not None:
                 self.bot_stopped.set()
 
@@ -197,6 +201,7 @@ def _result(receiver: _Receiver, sample_rate: int) -> TurnResult:
         stages=stages,
         events=receiver.events,
         audio_arrivals=receiver.arrivals,
+        event_ms=[round((t - (receiver.mark or t)) * 1000, 1) for t in receiver.event_times],
     )
 
 

@@ -1,11 +1,9 @@
-"""`voicebot bench turn`: turn latency over spoken questions through /ws, written as JSON."""
+"""`voicebot bench turn` and the suite's turn section: turn latency through /ws, per stage."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -15,6 +13,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from voicebot.bench.report import percentile, report_header, write_report
 from voicebot.config import Settings
 from voicebot.providers import spec as providers
 from voicebot.providers.spec import STAGES
@@ -22,49 +21,6 @@ from voicebot.tools import voice_set
 from voicebot.tools.client import TurnResult, load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
 from voicebot.tools.samples import QUESTIONS, synthesise_questions
-
-
-def report_header(benchmark: str) -> dict[str, Any]:
-    """The fields every benchmark report starts with: what, when, and on what machine."""
-    return {
-        "benchmark": benchmark,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
-    }
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    cpu_model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpu": None,
-    }
-
-
-def write_report(path: Path, data: dict[str, Any]) -> None:
-    """Write a benchmark's JSON report, creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -112,6 +68,46 @@ def turn_record(result: TurnResult, max_silence_secs: float) -> dict[str, Any]:
         "waited_for_max_silence": llm_started is not None
         and llm_started >= max_silence_secs * 1000 - 100,
         "cut_off": first_reply is not None and first_reply < last_transcript,
+        "timeline_ms": timeline(result),
+    }
+
+
+def timeline(result: TurnResult) -> dict[str, float | None]:
+    """When each step of the reply happened, ms after the last voiced sample was sent.
+
+    Read from the arrival of the server's events (loopback: no network delay):
+    vad_stop (user_stopped_speaking), stt (the final transcript), llm_first_token (the
+    LLM's time-to-first-token metrics event, sent at its first token), first_clause (the
+    TTS's time-to-first-byte event minus that time: when the first clause reached the
+    TTS), tts_first_audio (the first bot audio: the turn latency). None when not seen.
+    """
+    timed = [
+        (event, ms)
+        for event, ms in zip(result.events, result.event_ms, strict=False)
+        if ms >= -1.0  # events of an earlier pause in the same utterance are not this turn's
+    ]
+
+    def first(kind: str, stage: str | None = None) -> tuple[dict[str, Any], float] | None:
+        for event, ms in timed:
+            if event["type"] != kind or not event.get("final", True):
+                continue
+            if stage is None or (event["stage"] == stage and "ttfb_ms" in event):
+                return event, ms
+        return None
+
+    vad, stt, llm, tts = (
+        first("user_stopped_speaking"),
+        first("transcript"),
+        first("metrics", "llm"),
+        first("metrics", "tts"),
+    )
+    latency = result.turn_latency_ms
+    return {
+        "vad_stop": None if vad is None else vad[1],
+        "stt": None if stt is None else stt[1],
+        "llm_first_token": None if llm is None else llm[1],
+        "first_clause": None if tts is None else round(tts[1] - tts[0]["ttfb_ms"], 1),
+        "tts_first_audio": None if latency is None else round(latency, 1),
     }
 
 
@@ -138,17 +134,10 @@ def spoken_set(settings: Settings, voices: str, half: str, turns: int) -> list[S
     ]
 
 
-async def run_turn_bench(
-    settings: Settings,
-    turns: int,
-    output: Path,
-    url: str | None,
-    *,
-    voices: str = "samples",
-    half: str = "heldout",
-) -> int:
-    """Speak each utterance of the chosen set through /ws and write the results to `output`."""
-    spoken = await asyncio.to_thread(spoken_set, settings, voices, half, turns)
+async def measure_turns(
+    settings: Settings, spoken: list[Spoken], url: str | None
+) -> dict[str, Any]:
+    """Speak each utterance through /ws (a local server unless `url`): turns, summary, server."""
     process = psutil.Process()
     results: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
@@ -182,10 +171,7 @@ async def run_turn_bench(
             "cpu_s_per_turn": round(cpu_s / max(1, len(spoken)), 2),
             "note": "server and client share this process",
         }
-    report = {
-        **report_header("turn"),
-        "voices": voices,
-        "half": half if voices == "unseen" else None,
+    return {
         # What each stage actually ran: the chosen providers and their models or voices.
         "config": {
             stage: " + ".join(
@@ -202,6 +188,32 @@ async def run_turn_bench(
         "server_process": server_process,
         "turns": results,
         "unanswered": failed,
+    }
+
+
+async def turn_section(settings: Settings, turns: int) -> dict[str, Any]:
+    """The suite's turn section: `turns` bundled sample questions through a local server."""
+    spoken = await asyncio.to_thread(spoken_set, settings, "samples", "heldout", turns)
+    return await measure_turns(settings, spoken, None)
+
+
+async def run_turn_bench(
+    settings: Settings,
+    turns: int,
+    output: Path,
+    url: str | None,
+    *,
+    voices: str = "samples",
+    half: str = "heldout",
+) -> int:
+    """Speak each utterance of the chosen set through /ws and write the results to `output`."""
+    spoken = await asyncio.to_thread(spoken_set, settings, voices, half, turns)
+    measured = await measure_turns(settings, spoken, url)
+    report = {
+        **report_header("turn"),
+        "voices": voices,
+        "half": half if voices == "unseen" else None,
+        **measured,
     }
     await asyncio.to_thread(write_report, output, report)
     print(json.dumps(report["summary"], indent=2))

@@ -16,8 +16,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from voicebot.bench.report import percentile, report_header, write_report
+from voicebot.bench.turn import spoken_set
 from voicebot.config import Settings
-from voicebot.tools.bench import percentile, report_header, spoken_set, write_report
 from voicebot.tools.client import playback_gaps, run_turn
 from voicebot.tools.local_server import LocalServer
 

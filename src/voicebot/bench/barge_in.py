@@ -260,7 +260,7 @@ async def run_barge_in_bench(
     settings: Settings, repeat: int, output: Path, url: str | None = None
 ) -> dict[str, Any]:
     """Every intruder over a long reply, `repeat` times; writes and returns the report."""
-    from voicebot.tools.bench import percentile, report_header, write_report
+    from voicebot.bench.report import percentile, report_header, write_report
     from voicebot.tools.local_server import LocalServer
 
     folder = Path(tempfile.mkdtemp(prefix="voicebot-barge-in-"))
