@@ -183,3 +183,16 @@ def test_retryable_is_read_through_causes() -> None:
     wrapped.__cause__ = ProviderError("401", retryable=False)
     assert not is_retryable(wrapped)
     assert is_retryable(RuntimeError("unknown"))  # unknown failures may pass
+
+
+async def test_tts_breaker_keeps_every_session_on_the_fallback_for_the_cool_down() -> None:
+    breaker = CircuitBreaker("tts", "fake", cooldown_secs=60)
+    primary, fallback = FakeTTSService(fail="raise", retryable=True), FakeTTSService()
+    tts = FallbackTTSService(primary=primary, fallback=fallback, breaker=breaker)
+    await _speak(tts, "One.", "Two.")
+    assert primary.texts == ["One."] and fallback.texts == ["One.", "Two."]
+    # Another session during the outage: its primary is not asked either.
+    healthy, fallback2 = FakeTTSService(), FakeTTSService()
+    tts2 = FallbackTTSService(primary=healthy, fallback=fallback2, breaker=breaker)
+    await _speak(tts2, "Three.")
+    assert healthy.texts == [] and fallback2.texts == ["Three."]

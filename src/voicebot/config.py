@@ -207,6 +207,9 @@ class TTSSettings(_Section):
     # A cloud TTS that has not produced audio this long after being asked is abandoned,
     # and the same text is spoken by `fallback`.
     first_audio_timeout_secs: float = Field(2.0, gt=0.0)
+    # After a remote primary fails, every session speaks with the fallback for this long
+    # (a circuit breaker shared by the process), then one sentence tries it again.
+    cooldown_secs: float = Field(30.0, ge=0.0)
     piper: PiperSettings = PiperSettings()
     kokoro: KokoroSettings = KokoroSettings()
     edge: EdgeSettings = EdgeSettings()

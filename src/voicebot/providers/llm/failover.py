@@ -33,6 +33,18 @@ from voicebot.providers.breaker import CircuitBreaker
 from voicebot.providers.owner import ProviderOwner
 
 DEFAULT_APOLOGY = "Sorry, I can't answer right now."
+_LLM_FIELDS = (
+    "system_instruction",
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "top_k",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "filter_incomplete_user_turns",
+    "user_turn_completion_config",
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,9 @@ class FailoverLLMService(ProviderOwner, LLMService[Any]):  # type: ignore[misc]
         apology: str = DEFAULT_APOLOGY,
         **kwargs: Any,
     ) -> None:
-        super().__init__(settings=LLMSettings(model=None), **kwargs)
+        # Every field given (None: not ours to set), or Pipecat logs an ERROR per session.
+        unset: dict[str, Any] = {f: None for f in _LLM_FIELDS}
+        super().__init__(settings=LLMSettings(model=None, **unset), **kwargs)
         self._primary = primary
         self._fallback = fallback
         self._breaker = breaker or CircuitBreaker("llm", primary.name, cooldown_secs)
