@@ -170,8 +170,6 @@ class FailoverLLMService(ProviderOwner, LLMService[Any]):  # type: ignore[misc]
                 if service is self._primary and not verdict:
                     self._breaker.abandoned()  # interrupted: no verdict on the provider
         self.answered_by = None
-        if not order:
-            failures.append(f"{self._primary.name}: resting after a failure")
         logger.bind(reasons=failures).warning("LLM gave no answer: speaking the apology")
         await self.push_frame(LLMTextFrame(self._apology))
         await self.push_error(error_msg=f"llm: no answer ({'; '.join(failures)})")
