@@ -94,7 +94,8 @@ class _Handler(logging.Handler):
         self._watch = watch
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._watch._count(f"{record.name}: {record.getMessage()}", record.exc_info is not None)
+        # exc_info may be False (asyncio passes it through): only a real one is a traceback.
+        self._watch._count(f"{record.name}: {record.getMessage()}", bool(record.exc_info))
 
 
 def resources() -> dict[str, float]:
