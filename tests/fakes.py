@@ -22,7 +22,7 @@ from pipecat.services.tts_service import TTSService
 
 from voicebot.errors import ProviderError
 
-Failure = Literal["raise", "stall", "midway"] | None
+Failure = Literal["raise", "stall", "midway", "stall_midway"] | None
 
 
 class FakeLLMService(LLMService[OpenAILLMAdapter]):
@@ -55,6 +55,8 @@ class FakeLLMService(LLMService[OpenAILLMAdapter]):
         for i, word in enumerate(self.reply.split(" ")):
             if self.fail == "midway" and i == 1:
                 raise ProviderError("fake LLM dropped mid-reply", retryable=self.retryable)
+            if self.fail == "stall_midway" and i == 1:
+                await asyncio.Event().wait()
             await self.push_frame(LLMTextFrame(("" if i == 0 else " ") + word))
 
 

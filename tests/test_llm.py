@@ -31,7 +31,7 @@ def with_groq(settings: Settings, **llm: Any) -> Settings:
     keyed = settings.model_copy(
         update={"secrets": Secrets.model_validate({"GROQ_API_KEY": "gsk_test"})}
     )
-    return tweak(keyed, llm={"provider": "groq", "request_timeout_secs": 1.0, **llm})
+    return tweak(keyed, llm={"provider": "groq", "first_token_deadline_secs": 1.0, **llm})
 
 
 async def test_groq_streams_a_reply_from_groq_base_url(
@@ -57,7 +57,11 @@ async def test_groq_streams_a_reply_from_groq_base_url(
     [
         ("rate_limited", 1),  # 429 + retry-after: 50 -> no retry, no waiting
         ("error", 2),  # 500 -> one quick retry, then the fallback
-        ("stall", 1),  # no byte within llm.request_timeout_secs
+        ("stall", 1),  # no headers within llm.first_token_deadline_secs
+        ("keepalive", 1),  # headers and SSE comments, but no word by the deadline
+        ("drip", 1),  # the first word comes after the deadline
+        ("empty", 1),  # a complete stream without a word
+        ("close_before", 1),  # the connection drops before the first word
         ("malformed", 1),  # a broken SSE event
     ],
 )
@@ -71,6 +75,22 @@ async def test_groq_failure_is_answered_by_the_fallback_in_the_same_turn(
     assert len(cloud.requests) == requests
     # A client that honoured retry-after would still be waiting (50 s).
     assert time.monotonic() - start < 10
+
+
+async def test_groq_dropping_mid_reply_ends_the_reply_with_what_was_said(
+    settings: Settings, models: SharedModels, cloud: OpenAICompatServer
+) -> None:
+    cloud.mode = "close_after"
+    result = await chat(with_groq(settings, fallback="llama_cpp"), models, "Say hello.")
+    assert result.provider == "groq" and result.reply == "Paris is"
+
+
+async def test_groq_down_without_a_fallback_says_the_apology(
+    settings: Settings, models: SharedModels, cloud: OpenAICompatServer
+) -> None:
+    cloud.mode = "keepalive"
+    result = await chat(with_groq(settings, apology="Sorry, not now."), models, "Say hello.")
+    assert result.provider == "none" and result.reply == "Sorry, not now."
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,21 @@ def _parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=0.1, help="smallest change shown (default 0.1 = 10%%)"
     )
     compare.set_defaults(run=_bench_compare)
+    reliability = bench_kinds.add_parser(
+        "reliability",
+        help="fuzz (hostile messages), soak (sessions aborted mid-turn) or a long session",
+    )
+    reliability.add_argument("kind", choices=("fuzz", "soak", "long"))
+    reliability.add_argument("--messages", type=int, default=10_000, help="fuzz: messages")
+    reliability.add_argument(
+        "--sessions", type=int, default=None, help="sessions (fuzz: 50, soak: 500)"
+    )
+    reliability.add_argument("--minutes", type=float, default=10.0, help="long: duration")
+    reliability.add_argument("--seed", type=int, default=1, help="fuzz: random seed")
+    reliability.add_argument("--output", type=Path, default=None)
+    reliability.add_argument("--url", help="a running server's /ws URL instead of starting one")
+    _add_config_flag(reliability)
+    reliability.set_defaults(run=_bench_reliability)
     return parser
 
 
@@ -359,6 +374,31 @@ def _bench_compare(args: argparse.Namespace) -> int:
     for line in compare(load(args.old), load(args.new), args.threshold):
         print(line)
     return 0
+
+
+def _bench_reliability(args: argparse.Namespace) -> int:
+    from voicebot.bench.reliability import passed, run_reliability
+
+    setup_logging("WARNING")
+    sessions = args.sessions or (500 if args.kind == "soak" else 50)
+    output = args.output or Path(f"bench-results/reliability-{args.kind}.json")
+    report = asyncio.run(
+        run_reliability(
+            args.kind,
+            _settings(args),
+            output=output,
+            url=args.url,
+            messages=args.messages,
+            sessions=sessions,
+            minutes=args.minutes,
+            seed=args.seed,
+        )
+    )
+    problems = passed(report)
+    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
+    for problem in problems:
+        print(f"voicebot: reliability {args.kind}: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -168,11 +168,17 @@ class LLMSettings(_Section):
     max_tokens: int = Field(80, ge=1)
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    # Cloud requests (groq, vllm) give up after this long without a byte: a voice turn
-    # cannot wait, the fallback answers instead.
-    request_timeout_secs: float = Field(3.0, gt=0.0)
-    # After the primary fails, turns go straight to the fallback for this long.
+    # A remote provider (groq, vllm) that has not streamed its first word this long after
+    # the request started (connecting, headers, keep-alives and empty chunks included) is
+    # abandoned: the fallback answers, or the apology is spoken.
+    first_token_deadline_secs: float = Field(2.5, gt=0.0)
+    # After its first word, a remote provider silent this long ends the reply there.
+    token_stall_secs: float = Field(2.0, gt=0.0)
+    # After the primary fails, every session's turns go straight to the fallback for this
+    # long (a circuit breaker shared by the process), then one turn tries it again.
     cooldown_secs: float = Field(30.0, ge=0.0)
+    # Spoken when no provider could answer a turn (and sent as an `error` event).
+    apology: str = Field("Sorry, I can't answer right now.", min_length=1)
     # The conversation sent to the LLM keeps at most this many past exchanges and about
     # this many tokens (oldest dropped first; the system prompt always stays).
     max_history_turns: int = Field(8, ge=1)
@@ -237,6 +243,9 @@ class TTSSettings(_Section):
     # A cloud TTS that has not produced audio this long after being asked is abandoned,
     # and the same text is spoken by `fallback`.
     first_audio_timeout_secs: float = Field(2.0, gt=0.0)
+    # After a remote primary fails, every session speaks with the fallback for this long
+    # (a circuit breaker shared by the process), then one sentence tries it again.
+    cooldown_secs: float = Field(30.0, ge=0.0)
     piper: PiperSettings = PiperSettings()
     kokoro: KokoroSettings = KokoroSettings()
     edge: EdgeSettings = EdgeSettings()
@@ -425,7 +434,8 @@ MOVED_KEYS = {
     "llm.n_ctx": "llm.llama_cpp.n_ctx",
     "llm.n_threads": "llm.llama_cpp.n_threads",
     "llm.gpu_layers": "llm.llama_cpp.gpu_layers",
-    "llm.request_timeout_s": "llm.request_timeout_secs",
+    "llm.request_timeout_s": "llm.first_token_deadline_secs",
+    "llm.request_timeout_secs": "llm.first_token_deadline_secs",
     "llm.cooldown_s": "llm.cooldown_secs",
     "tts.voice": "tts.piper.voice",
     "tts.voice_dir": "tts.piper.voice_dir",

@@ -9,6 +9,7 @@ then binary `Path:audio` messages carrying MP3 (24 kHz mono, encoded with PyAV),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
 import uuid
@@ -64,6 +65,8 @@ class EdgeServer:
         self.mode = "normal"
         self.requests: list[str] = []
         self.port = 0
+        # Set when the server shuts down, so a stalled handler ends with it (not 30 s later).
+        self.closing = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -78,7 +81,8 @@ class EdgeServer:
         text = unescape(match.group(1)) if match else ""
         self.requests.append(text)
         if self.mode == "stall":
-            await asyncio.sleep(30)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), 30)
             return
         if self.mode == "refuse":
             await ws.close()
@@ -101,4 +105,7 @@ async def edge_server(speak: Callable[[str], np.ndarray]) -> AsyncIterator[EdgeS
     server = EdgeServer(speak)
     async with websockets.serve(server._handle, "127.0.0.1", 0, compression=None) as ws_server:
         server.port = next(iter(ws_server.sockets)).getsockname()[1]
-        yield server
+        try:
+            yield server
+        finally:
+            server.closing.set()

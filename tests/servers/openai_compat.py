@@ -2,7 +2,12 @@
 
 Streams Server-Sent Events like the real services, and reproduces their failures on
 demand: `rate_limited` (429 with retry-after), `error` (500), `unauthorized` (401),
-`stall` (no bytes), `malformed` (a broken SSE event). Every request is recorded for assertions.
+`stall` (no bytes: hangs before its headers), `keepalive` (headers, a role-only chunk,
+then SSE comments forever and no word), `drip` (a word every `drip_secs`), `empty` (a
+complete stream without a word), `close_before` (headers, then the connection drops),
+`close_after` (two words, then the connection drops), `malformed` (a broken SSE event).
+Every request is recorded for assertions. (A refused connection needs no mode: point
+the client at a port nothing listens on.)
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class OpenAICompatServer:
     port: int = 0
     # Set when the server shuts down, so a stalled request ends with it (not 30 s later).
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    drip_secs: float = 3.0
 
     @property
     def root(self) -> str:
@@ -54,40 +60,55 @@ class OpenAICompatServer:
         if self.mode == "unauthorized":
             return web.json_response({"error": {"message": "Invalid API Key"}}, status=401)
         if self.mode == "stall":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), 30)
+            await self._wait(30)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if self.mode == "malformed":
             await response.write(b"data: {this is not json\n\n")
             return response
-        created = int(time.time())
-        words = self.reply.split(" ")
-        for i, word in enumerate(words):
-            chunk = {
-                "id": "chatcmpl-local",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": body.get("model"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"content": word if i == 0 else " " + word},
-                        "finish_reason": None,
-                    }
-                ],
-            }
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            await asyncio.sleep(0.005)
-        done = {
-            "id": "chatcmpl-local",
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": body.get("model"),
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        }
-        await response.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+        model = body.get("model")
+        await response.write(_event(model, {"role": "assistant", "content": ""}))
+        if self.mode == "keepalive":
+            while not self.closing.is_set():
+                await response.write(b": keep-alive\n\n")
+                await self._wait(0.5)
+            return response
+        if self.mode == "close_before":
+            _drop(request)
+            return response
+        if self.mode != "empty":
+            for i, word in enumerate(self.reply.split(" ")):
+                if self.mode == "close_after" and i == 2:
+                    _drop(request)
+                    return response
+                if self.mode == "drip":
+                    await self._wait(self.drip_secs)
+                await response.write(_event(model, {"content": word if i == 0 else " " + word}))
+                await asyncio.sleep(0.005)
+        await response.write(_event(model, {}, finish="stop") + b"data: [DONE]\n\n")
         return response
+
+    async def _wait(self, secs: float) -> None:
+        """Sleep, but end early when the server shuts down."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), secs)
+
+
+def _event(model: Any, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-local",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+def _drop(request: web.Request) -> None:
+    """Close the TCP connection mid-response, as a crashed upstream would."""
+    assert request.transport is not None
+    request.transport.close()
 
 
 @asynccontextmanager

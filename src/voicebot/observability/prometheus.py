@@ -107,6 +107,7 @@ class VoicebotMetrics:
         )
         r.register(_ModelsCollector(models_loaded))
         r.register(_QueueCollector())
+        r.register(_BreakersCollector())
         if gpu:
             r.register(_GPUCollector())
 
@@ -147,6 +148,24 @@ class _QueueCollector(Collector):
         )
         for queue in ModelQueue.all():
             family.add_metric([queue.name], float(queue.waiting))
+        yield family
+
+
+class _BreakersCollector(Collector):
+    """Each remote provider's circuit breaker (providers/breaker.py), read at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from voicebot.providers.breaker import summary
+
+        family = GaugeMetricFamily(
+            "voicebot_circuit_breaker_state",
+            "A remote provider's circuit breaker: 0 closed, 1 half-open (one trial), "
+            "2 open (skipped by every session for the cool-down).",
+            labels=["stage", "provider"],
+        )
+        value = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+        for name, state in summary().items():
+            family.add_metric(name.split("/", 1), value[state])
         yield family
 
 

@@ -54,6 +54,9 @@ class ProviderSpec:
     synthesize: Callable[[Settings, Any, str], tuple[bytes, int]] | None = None
     # GPU memory it holds when it runs on the GPU, MiB (for auto-tuning).
     vram_mib: Callable[[Settings], int] | None = None
+    # Remote providers: where requests go (keys the process-wide circuit breaker, and
+    # brings the stage's deadlines to bear); None for a model running in this process.
+    endpoint: Callable[[Settings], str] | None = None
 
     def check_installed(self) -> None:
         for module in self.requires:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from voicebot.config import Settings
 from voicebot.observability.prometheus import CONTENT_TYPE, VoicebotMetrics
+from voicebot.providers import breaker
 from voicebot.server.state import ModelState
 
 
@@ -38,6 +39,8 @@ def status_router(
                 "load_ms": {k: round(v) for k, v in state.models.load_ms.items()},
                 "warm_ms": {k: round(v) for k, v in state.warm_ms.items()},
                 "stt": {**stt.description, **stt.stats.summary()},
+                # Remote providers' circuit breakers: closed, open or half_open.
+                "breakers": breaker.summary(),
             }
         )
 

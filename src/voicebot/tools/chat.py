@@ -42,14 +42,19 @@ async def chat(settings: Settings, models: SharedModels, text: str) -> ChatReply
     done = await run_once(
         llm, [LLMContextFrame(context)], LLMTextFrame, PipelineParams(enable_metrics=True)
     )
-    chosen = providers.chosen(settings, "llm")
-    answered = (
-        1 if isinstance(llm, FailoverLLMService) and llm.answered_by is llm.providers[1] else 0
-    )
+    provider = providers.chosen(settings, "llm")[0].id
+    if isinstance(llm, FailoverLLMService):
+        answered = llm.answered_by
+        # None: nothing answered and the apology was said instead.
+        provider = "none" if answered is None else _chosen_id(settings, llm, answered)
     return ChatReply(
         reply="".join(f.text for f in done.frames if isinstance(f, LLMTextFrame)).strip(),
-        provider=chosen[answered].id,
+        provider=provider,
         ttft_ms=done.first_ms,
         tokens=len(done.frames),
         elapsed_ms=done.elapsed_ms,
     )
+
+
+def _chosen_id(settings: Settings, llm: FailoverLLMService, answered: Any) -> str:
+    return providers.chosen(settings, "llm")[llm.providers.index(answered)].id

@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING, Any
 from pipecat.services.groq.llm import GroqLLMService
 
 from voicebot.errors import ConfigError
-from voicebot.providers.llm.openai_compat import VoiceBounds, openai_settings
+from voicebot.providers.llm.openai_compat import (
+    VoiceBounds,
+    backstop_timeout_secs,
+    openai_settings,
+)
 from voicebot.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
@@ -41,7 +45,7 @@ def _build(settings: Settings, _model: None) -> BoundedGroqLLMService:
     assert key is not None  # checked at start-up
     return BoundedGroqLLMService(
         api_key=key.get_secret_value(),
-        request_timeout_secs=settings.llm.request_timeout_secs,
+        request_timeout_secs=backstop_timeout_secs(settings),
         settings=openai_settings(settings, settings.llm.groq.model),
     )
 
@@ -54,4 +58,5 @@ SPEC = ProviderSpec(
     check=_check,
     build=_build,
     describe=lambda settings: settings.llm.groq.model,
+    endpoint=lambda _settings: groq_base_url(),
 )

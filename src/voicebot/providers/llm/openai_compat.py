@@ -1,10 +1,11 @@
 """What Groq and vLLM share: Pipecat's OpenAI-compatible services, bounded for voice.
 
-A voice turn cannot wait: requests time out after `request_timeout_secs` without a byte,
-the OpenAI client's own retries (which honour `retry-after`, up to a minute) are off,
-and at most one quick retry is made, only for a dropped connection or a 5xx. A 429
-or a timeout fails at once, so the fallback LLM can answer the same turn. SDK errors
-leave as `ProviderError`, retryable for timeouts, dropped connections, 429 and 5xx.
+A voice turn cannot wait: the OpenAI client's own retries (which honour `retry-after`,
+up to a minute) are off, and at most one quick retry is made, only for a dropped
+connection or a 5xx. A 429 or a timeout fails at once, so the fallback LLM can answer
+the same turn. The turn's real deadlines (first word, stalls) are kept by the LLM stage
+(failover.py); the HTTP read timeout here is only a backstop. SDK errors leave as
+`ProviderError`, retryable for timeouts, dropped connections, 429 and 5xx.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ QUICK_RETRY_WAIT_S = 0.1
 
 if TYPE_CHECKING:
     from voicebot.config import Settings
+
+
+def backstop_timeout_secs(settings: Settings) -> float:
+    """The HTTP read timeout: longer than the stage's own deadlines, which fire first."""
+    return settings.llm.first_token_deadline_secs + settings.llm.token_stall_secs
 
 
 def openai_settings(settings: Settings, model: str) -> OpenAILLMSettings:

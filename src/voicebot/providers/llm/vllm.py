@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipecat.services.openai.llm import OpenAILLMService
 
-from voicebot.providers.llm.openai_compat import VoiceBounds, openai_settings
+from voicebot.providers.llm.openai_compat import (
+    VoiceBounds,
+    backstop_timeout_secs,
+    openai_settings,
+)
 from voicebot.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
@@ -27,7 +31,7 @@ class VLLMLLMService(VoiceBounds, OpenAILLMService):
 def _build(settings: Settings, _model: None) -> VLLMLLMService:
     return VLLMLLMService(
         base_url=settings.llm.vllm.base_url,
-        request_timeout_secs=settings.llm.request_timeout_secs,
+        request_timeout_secs=backstop_timeout_secs(settings),
         settings=openai_settings(settings, settings.llm.vllm.model),
     )
 
@@ -39,4 +43,5 @@ SPEC = ProviderSpec(
     requires=("openai",),
     build=_build,
     describe=lambda settings: settings.llm.vllm.model,
+    endpoint=lambda settings: settings.llm.vllm.base_url,
 )

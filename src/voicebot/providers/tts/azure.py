@@ -48,4 +48,5 @@ SPEC = ProviderSpec(
     build=_build,
     describe=lambda settings: settings.tts.azure.voice,
     sample_rate=lambda _settings, _model: AZURE_SAMPLE_RATE,
+    endpoint=lambda settings: f"azure:{settings.secrets.azure_speech_region}",
 )

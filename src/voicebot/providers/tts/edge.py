@@ -158,4 +158,5 @@ SPEC = ProviderSpec(
     build=_build,
     describe=lambda settings: settings.tts.edge.voice,
     sample_rate=lambda _settings, _model: EDGE_SAMPLE_RATE,
+    endpoint=lambda _settings: str(getattr(edge_tts.communicate, "WSS_URL", "edge")),
 )

@@ -18,6 +18,7 @@ from pipecat.services.tts_service import TTSService
 
 from voicebot.errors import ProviderError, is_retryable
 from voicebot.observability.metrics_data import FallbackMetricsData
+from voicebot.providers.breaker import CircuitBreaker
 from voicebot.providers.owner import ProviderOwner
 
 
@@ -33,8 +34,10 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
     The two providers are ordinary Pipecat TTS services owned by this one: it sets them
     up, starts and stops them with itself and only takes their audio. Once the primary
     has spoken part of a sentence, a failure is reported instead (repeating the words
-    already heard would be worse). The next sentence tries the primary again, unless its
-    failure was not retryable (a wrong key): then the fallback speaks for the session.
+    already heard would be worse). After a failure `breaker` (shared by every session
+    when the stage builds it) sends sentences straight to the fallback for its cool-down,
+    then lets one try the primary; without one, the next sentence tries it again. A
+    failure that is not retryable (a wrong key) keeps this session on the fallback.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
         primary: TTSService,
         fallback: TTSService,
         first_audio_timeout_secs: float = 2.0,
+        breaker: CircuitBreaker | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -55,6 +59,7 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
         self._fallback = fallback
         self._timeout_secs = first_audio_timeout_secs
         self._primary_broken = False
+        self._breaker = breaker or CircuitBreaker("tts", primary.name, cooldown_secs=0.0)
         self.fallbacks = 0
         # The provider that spoke the last sentence.
         self.spoken_by: TTSService = primary
@@ -69,11 +74,12 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Speak `text` with the primary, or with the fallback if the primary cannot."""
         await self.start_tts_usage_metrics(text)
-        if self._primary_broken:
+        if self._primary_broken or not self._breaker.allow():
             async for spoken in self._speak_with_fallback(text, context_id):
                 yield spoken
             return
         spoke = False
+        verdict = False
         frames = self._primary.run_tts(text, context_id)
         try:
             async with asyncio.timeout(self._timeout_secs) as deadline:
@@ -89,8 +95,12 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
                         yield frame
             if not spoke:
                 raise ProviderError("the primary TTS produced no audio", retryable=True)
+            verdict = True
+            self._breaker.succeeded()
             return
         except Exception as e:  # any failure of the primary is a reason to use the fallback
+            verdict = True
+            self._breaker.failed()
             reason = (
                 "no audio in time" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
             )
@@ -115,6 +125,8 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
                 retryable=retryable,
             ).warning("TTS primary failed: speaking with the fallback")
         finally:
+            if not verdict:
+                self._breaker.abandoned()  # interrupted: no verdict on the provider
             await frames.aclose()
         async for frame in self._speak_with_fallback(text, context_id):
             yield frame

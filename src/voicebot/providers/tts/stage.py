@@ -11,6 +11,7 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.processors.text_clause import speak_first_clause_early
 from voicebot.providers import spec as providers
+from voicebot.providers.breaker import breaker_for
 from voicebot.providers.tts.fallback import FallbackTTSService
 
 
@@ -23,15 +24,17 @@ def output_sample_rate(settings: Settings, models: SharedModels) -> int:
 
 def build_tts(settings: Settings, models: SharedModels) -> TTSService:
     """The TTS stage: `tts.provider`, backed by `tts.fallback` when one is set."""
-    services = [
-        spec.build(settings, models.get(spec)) for spec in providers.chosen(settings, "tts")
-    ]
+    specs = providers.chosen(settings, "tts")
+    services = [spec.build(settings, models.get(spec)) for spec in specs]
     tts: TTSService = services[0]  # type: ignore[assignment]
     if len(services) > 1:
+        primary = specs[0]
+        endpoint = primary.endpoint(settings) if primary.endpoint else "local"
         tts = FallbackTTSService(
             primary=tts,
             fallback=services[1],  # type: ignore[arg-type]
             first_audio_timeout_secs=settings.tts.first_audio_timeout_secs,
+            breaker=breaker_for("tts", primary.id, endpoint, settings.tts.cooldown_secs),
         )
     if settings.tts.first_clause_words:
         speak_first_clause_early(tts, settings.tts.first_clause_words)
