@@ -23,7 +23,7 @@ from voicebot.autotune import resolve
 from voicebot.config import Settings, load_settings
 from voicebot.models import SharedModels
 from voicebot.tools.client import load_pcm16k
-from voicebot.tools.local_server import LocalServer
+from voicebot.tools.local_server import LocalServer, without_session_limits
 from voicebot.tools.samples import QUESTIONS, synthesise_questions
 
 
@@ -63,11 +63,7 @@ async def server(settings: Settings, models: SharedModels) -> AsyncIterator[Loca
     Its session limits are lifted: tests open many sessions at once from one address
     (the limits themselves are tested on servers of their own, test_access_server.py).
     """
-    unlimited = tweak(
-        settings,
-        server={"max_sessions": 64, "max_sessions_per_client": 0, "rate_limit_burst": 1000},
-    )
-    async with LocalServer(unlimited, models=models) as running:
+    async with LocalServer(without_session_limits(settings), models=models) as running:
         yield running
 
 

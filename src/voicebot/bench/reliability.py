@@ -39,7 +39,7 @@ from voicebot.tools.client import (
     load_pcm16k,
     run_turn,
 )
-from voicebot.tools.local_server import LocalServer
+from voicebot.tools.local_server import LocalServer, without_session_limits
 from voicebot.tools.samples import synthesise_questions
 
 if TYPE_CHECKING:
@@ -445,7 +445,8 @@ async def _server(
     if url:
         yield url
         return
-    async with LocalServer(settings, models=models) as server:
+    # Hundreds of sessions from this one address are the point: lift the session limits.
+    async with LocalServer(without_session_limits(settings), models=models) as server:
         yield server.ws_url
 
 

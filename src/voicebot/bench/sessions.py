@@ -20,7 +20,7 @@ from voicebot.bench.report import percentile, report_header, write_report
 from voicebot.bench.turn import spoken_set
 from voicebot.config import Settings
 from voicebot.tools.client import playback_gaps, run_turn
-from voicebot.tools.local_server import LocalServer
+from voicebot.tools.local_server import LocalServer, without_session_limits
 
 JITTER_BUFFER_S = 0.1
 
@@ -108,14 +108,7 @@ async def run_sessions_bench(
         await measure(url)
     else:
         # Measuring beyond the server's session limit is the point: lift it here.
-        lifted = settings.model_copy(
-            update={
-                "server": settings.server.model_copy(
-                    update={"max_sessions": max(levels) + 1, "max_sessions_per_client": 0}
-                )
-            }
-        )
-        async with LocalServer(lifted) as server:
+        async with LocalServer(without_session_limits(settings, max(levels) + 1)) as server:
             await measure(server.ws_url)
     await asyncio.to_thread(write_report, output, report)
     return report

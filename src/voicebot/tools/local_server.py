@@ -13,6 +13,15 @@ from voicebot.server.app import create_app
 from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
 
 
+def without_session_limits(settings: Settings, sessions: int = 64) -> Settings:
+    """`settings` with the session limits lifted, for load tests and benchmarks that open
+    many sessions from one address on purpose."""
+    server = settings.server.model_copy(
+        update={"max_sessions": sessions, "max_sessions_per_client": 0, "rate_limit_burst": 1000}
+    )
+    return settings.model_copy(update={"server": server})
+
+
 class LocalServer:
     """`async with LocalServer(settings) as s:` loads and warms the models, serves on s.ws_url."""
 
