@@ -110,6 +110,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_flag(turn)
     turn.set_defaults(run=_bench_turn)
+
+    loop = bench_kinds.add_parser(
+        "loop", help="voicebot beside a hand-written loop and a stock Pipecat bot, same client"
+    )
+    loop.add_argument(
+        "--systems",
+        default="voicebot,loop,stock",
+        help="comma-separated, measured in this order: voicebot, loop, stock (default: all)",
+    )
+    loop.add_argument("--voices", choices=("samples", "unseen"), default="unseen")
+    loop.add_argument("--half", choices=("heldout", "tune", "all"), default="heldout")
+    loop.add_argument("--turns", type=int, help="use only the first N utterances")
+    loop.add_argument("--warmup", type=int, default=1, help="unmeasured turns first (default 1)")
+    loop.add_argument("--turn-timeout", type=float, default=60.0, help="seconds (default 60)")
+    loop.add_argument("--start-timeout", type=float, default=300.0, help="seconds (default 300)")
+    loop.add_argument("--output", type=Path, default=Path("bench-results/loop.json"))
+    _add_config_flag(loop)
+    loop.set_defaults(run=_bench_loop)
     return parser
 
 
@@ -171,6 +189,28 @@ def _bench_turn(args: argparse.Namespace) -> int:
             args.url,
             voices=args.voices,
             half=args.half,
+        )
+    )
+
+
+def _bench_loop(args: argparse.Namespace) -> int:
+    from voicebot.tools.bench_loop import Options, run_loop_bench
+
+    setup_logging("WARNING")
+    return asyncio.run(
+        run_loop_bench(
+            _settings(args),
+            args.output,
+            systems=[s.strip() for s in args.systems.split(",") if s.strip()],
+            voices=args.voices,
+            half=args.half,
+            turns=args.turns,
+            options=Options(
+                turn_timeout_s=args.turn_timeout,
+                start_timeout_s=args.start_timeout,
+                warmup_turns=max(0, args.warmup),
+            ),
+            config_file=args.config,
         )
     )
 
