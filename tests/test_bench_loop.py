@@ -92,9 +92,9 @@ def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
     import subprocess
 
     output = tmp_path / "loop.json"
+    options = ["--voices", "samples", "--systems", "loop,voicebot", "--turns", "2"]
     done = subprocess.run(
-        [VOICEBOT, "bench", "loop", "--voices", "samples", "--systems", "loop,voicebot"]
-        + ["--turns", "2", "--warmup", "0", "--output", str(output)],
+        [VOICEBOT, "bench", "loop", *options, "--warmup", "0", "--output", str(output)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -105,6 +105,7 @@ def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
     assert list(report["systems"]) == ["loop", "voicebot"]
     for system in report["systems"].values():
         assert system["turns"] == 2 and system["answered"] + system["unanswered"] == 2
+        assert 0 <= system["cut_off"] <= 2 and len(system["per_turn"]) == 2
         assert set(system["turn_latency_ms"]) >= {"median", "p90"}
         assert system["cpu_s_per_turn"] > 0 and system["start_to_warm_s"] > 0
         assert system["rss_mib"]["peak"] >= system["rss_mib"]["final"] > 50

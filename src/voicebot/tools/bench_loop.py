@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +35,14 @@ from voicebot.config import Settings
 from voicebot.errors import InputError
 from voicebot.protocol import ReadyEvent, decode_event
 from voicebot.providers.llm.local import cpu_threads
-from voicebot.tools.bench import Spoken, report_header, spoken_set, summarise, write_report
+from voicebot.tools.bench import (
+    Spoken,
+    report_header,
+    spoken_set,
+    summarise,
+    turn_record,
+    write_report,
+)
 from voicebot.tools.client import run_turn
 
 SYSTEMS = ("voicebot", "loop", "stock")
@@ -221,7 +230,10 @@ async def _speak(url: str, spoken: Spoken, timeout_s: float) -> dict[str, Any]:
         )
     except (TimeoutError, OSError, RuntimeError, websockets.WebSocketException) as e:
         return {"name": name, **meta, "answered": False, "error": f"{type(e).__name__}: {e}"}
-    record = {"name": name, **meta, **result.summary()}
+    # cut_off: the bot began answering before the person's last words were transcribed
+    # (a reply into the pause of "book a table for | four people").
+    record = {"name": name, **meta, **turn_record(result, max_silence_secs=0.0)}
+    del record["waited_for_max_silence"]
     record["answered"] = result.turn_latency_ms is not None
     return record
 
@@ -274,6 +286,7 @@ async def measure_system(
         "turns": len(turns),
         "answered": len(answered),
         "unanswered": len(turns) - len(answered),
+        "cut_off": sum(bool(t.get("cut_off")) for t in turns),
         "per_turn": turns,
     }
 
@@ -294,6 +307,11 @@ async def run_loop_bench(
     if unknown or not systems:
         raise InputError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
     options = options or Options()
+    # A terminated benchmark still stops the server it started (measure_system's finally).
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     if any(s != "voicebot" for s in systems):
         loop_env(settings)  # fails early, before anything starts, on a mismatched config
         repo_root()
@@ -320,25 +338,15 @@ async def run_loop_bench(
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The systems side by side, as plain text."""
-    rows = [
-        (
-            "system",
-            "median ms",
-            "p90 ms",
-            "CPU s/turn",
-            "peak MiB",
-            "final MiB",
-            "warm s",
-            "answered",
-        )
-    ]
+    header = ["system", "median ms", "p90 ms", "CPU s/turn", "peak MiB", "final MiB", "warm s"]
+    rows: list[list[str]] = [[*header, "answered", "cut off"]]
     for system, r in results.items():
         if "error" in r:
-            rows.append((system, "error: " + r["error"][:60], "", "", "", "", "", ""))
+            rows.append([system, "error: " + r["error"][:60], *[""] * 7])
             continue
         latency = r["turn_latency_ms"]
         rows.append(
-            (
+            [
                 system,
                 _fmt(latency["median"]),
                 _fmt(latency["p90"]),
@@ -347,7 +355,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 f"{r['rss_mib']['final']:.0f}",
                 f"{r['start_to_warm_s']:.1f}",
                 f"{r['answered']}/{r['turns']}",
-            )
+                str(r["cut_off"]),
+            ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
