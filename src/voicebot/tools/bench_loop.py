@@ -12,8 +12,8 @@ run the same Whisper, LLM, Piper voice and VAD stop window.
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import os
 import signal
 import socket
