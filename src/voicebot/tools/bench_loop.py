@@ -230,10 +230,11 @@ async def _speak(url: str, spoken: Spoken, timeout_s: float) -> dict[str, Any]:
         )
     except (TimeoutError, OSError, RuntimeError, websockets.WebSocketException) as e:
         return {"name": name, **meta, "answered": False, "error": f"{type(e).__name__}: {e}"}
-    # cut_off: the bot began answering before the person's last words were transcribed
-    # (a reply into the pause of "book a table for | four people").
     record = {"name": name, **meta, **turn_record(result, max_silence_secs=0.0)}
     del record["waited_for_max_silence"]
+    # A cut-off: the bot began answering before the person had finished (a reply into the
+    # pause of "book a table for | four people"); its latency times that early reply.
+    record["cut_off"] = record["cut_off"] or result.spoke_before_end
     record["answered"] = result.turn_latency_ms is not None
     return record
 
@@ -277,16 +278,20 @@ async def measure_system(
         sampler.cancel()
         await asyncio.to_thread(running.stop)
     answered = [t for t in turns if t["answered"]]
+    # Latency is reported over the turns answered after the person finished.
+    timed = [t for t in answered if not t["cut_off"]]
     return {
         "description": DESCRIPTIONS[system],
         "start_to_warm_s": round(warm_s, 2),
-        "turn_latency_ms": summarise(answered)["turn_latency_ms"],
+        "turn_latency_ms": summarise(timed)["turn_latency_ms"],
         "cpu_s_per_turn": round(cpu_s / max(1, len(turns)), 2),
         "rss_mib": {"peak": round(peak[0] / 2**20, 1), "final": round(final_rss / 2**20, 1)},
         "turns": len(turns),
         "answered": len(answered),
         "unanswered": len(turns) - len(answered),
         "cut_off": sum(bool(t.get("cut_off")) for t in turns),
+        # How many turns the latency figures are over: answered, and not cut off.
+        "timed_turns": len(timed),
         "per_turn": turns,
     }
 

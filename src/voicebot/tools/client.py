@@ -37,6 +37,9 @@ class TurnResult:
     turn_latency_ms: float | None
     stages: dict[str, float]
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Bot audio arrived before the last voiced sample was sent: the bot answered into a
+    # pause (a cut-off), and turn_latency_ms then times the rest of that early reply.
+    spoke_before_end: bool = False
 
     @property
     def reply_audio_s(self) -> float:
@@ -83,6 +86,7 @@ class _Receiver:
         self.first_audio_after: float | None = None
         self.mark: float | None = None
         self.last_audio_at = 0.0
+        self.spoke_before_end = False
         self.bot_stopped = asyncio.Event()
 
     async def run(self, ws: Any) -> None:
@@ -93,6 +97,8 @@ class _Receiver:
                     self.audio.extend(message)
                     if self.first_audio_after is None:
                         self.first_audio_after = now
+                else:
+                    self.spoke_before_end = True
                 self.last_audio_at = now
                 continue
             # Every event must match the documented protocol (a client error otherwise).
@@ -190,4 +196,5 @@ def _result(receiver: _Receiver, sample_rate: int) -> TurnResult:
         turn_latency_ms=latency,
         stages=stages,
         events=receiver.events,
+        spoke_before_end=receiver.spoke_before_end,
     )
