@@ -17,8 +17,9 @@ from tests.helpers import VOICEBOT, hear
 from voicebot.config import Settings
 from voicebot.errors import InputError
 from voicebot.models import SharedModels
-from voicebot.tools.bench_loop import ProcessTree, RunningSystem, loop_env, run_loop_bench, table
+from voicebot.tools.bench_loop import run_loop_bench, table
 from voicebot.tools.client import run_turn
+from voicebot.tools.compared_systems import ProcessTree, RunningSystem, loop_env
 
 
 def test_the_loop_speaks_the_first_clause_early_then_whole_sentences() -> None:
