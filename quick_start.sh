@@ -51,6 +51,9 @@ if [[ "$MODE" == "test" ]]; then
     # The browser tests drive Debian's chromium (never a Playwright browser download).
     tests/browser/install_chromium.sh || echo "==> chromium could not be installed:" \
         "tests/test_browser.py will fail (set VOICEBOT_CHROMIUM to a Chromium binary)" >&2
+    # The unseen-voice benchmarks speak with Debian's espeak-ng.
+    tests/benchmark/install_espeak.sh || echo "==> espeak-ng could not be installed:" \
+        "the unseen-voice benchmark tests will be skipped" >&2
     exec "$VENV/bin/python" -m pytest "$@"
 fi
 exec "$VENV/bin/voicebot" serve "$@"

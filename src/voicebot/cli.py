@@ -188,6 +188,24 @@ def _parser() -> argparse.ArgumentParser:
     reliability.add_argument("--url", help="a running server's /ws URL instead of starting one")
     _add_config_flag(reliability)
     reliability.set_defaults(run=_bench_reliability)
+
+    loop = bench_kinds.add_parser(
+        "loop", help="voicebot beside a hand-written loop and a stock Pipecat bot, same client"
+    )
+    loop.add_argument(
+        "--systems",
+        default="voicebot,loop,stock",
+        help="comma-separated, measured in this order: voicebot, loop, stock (default: all)",
+    )
+    loop.add_argument("--voices", choices=("samples", "unseen"), default="unseen")
+    loop.add_argument("--half", choices=("heldout", "tune", "all"), default="heldout")
+    loop.add_argument("--turns", type=int, help="use only the first N utterances")
+    loop.add_argument("--warmup", type=int, default=1, help="unmeasured turns first (default 1)")
+    loop.add_argument("--turn-timeout", type=float, default=60.0, help="seconds (default 60)")
+    loop.add_argument("--start-timeout", type=float, default=300.0, help="seconds (default 300)")
+    loop.add_argument("--output", type=Path, default=Path("bench-results/loop.json"))
+    _add_config_flag(loop)
+    loop.set_defaults(run=_bench_loop)
     return parser
 
 
@@ -399,6 +417,28 @@ def _bench_reliability(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"voicebot: reliability {args.kind}: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _bench_loop(args: argparse.Namespace) -> int:
+    from voicebot.bench.loop import Options, run_loop_bench
+
+    setup_logging("WARNING")
+    return asyncio.run(
+        run_loop_bench(
+            _settings(args),
+            args.output,
+            systems=[s.strip() for s in args.systems.split(",") if s.strip()],
+            voices=args.voices,
+            half=args.half,
+            turns=args.turns,
+            options=Options(
+                turn_timeout_s=args.turn_timeout,
+                start_timeout_s=args.start_timeout,
+                warmup_turns=max(0, args.warmup),
+            ),
+            config_file=args.config,
+        )
+    )
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -41,6 +41,9 @@ class TurnResult:
     audio_arrivals: list[tuple[float, int]] = field(default_factory=list)
     # When each event arrived, ms after the last voiced sample was sent (negative before it).
     event_ms: list[float] = field(default_factory=list)
+    # Bot audio arrived before the last voiced sample was sent: the bot answered into a
+    # pause (a cut-off), and turn_latency_ms then times the rest of that early reply.
+    spoke_before_end: bool = False
 
     @property
     def reply_audio_s(self) -> float:
@@ -89,6 +92,7 @@ class _Receiver:
         self.first_audio_after: float | None = None
         self.mark: float | None = None
         self.last_audio_at = 0.0
+        self.spoke_before_end = False
         self.bot_stopped = asyncio.Event()
 
     async def run(self, ws: Any) -> None:
@@ -100,6 +104,8 @@ class _Receiver:
                     self.arrivals.append((now, len(message)))
                     if self.first_audio_after is None:
                         self.first_audio_after = now
+                else:
+                    self.spoke_before_end = True
                 self.last_audio_at = now
                 continue
             # Every event must match the documented protocol (a client error otherwise).
@@ -202,6 +208,7 @@ def _result(receiver: _Receiver, sample_rate: int) -> TurnResult:
         events=receiver.events,
         audio_arrivals=receiver.arrivals,
         event_ms=[round((t - (receiver.mark or t)) * 1000, 1) for t in receiver.event_times],
+        spoke_before_end=receiver.spoke_before_end,
     )
 
 

@@ -1,0 +1,195 @@
+"""`voicebot bench loop`: voicebot beside a hand-written loop and a stock Pipecat bot.
+
+Each system runs as its own server process on a free loopback port, one after another,
+and hears the same utterances through the same client (`run_turn`, as `bench turn`).
+Per system: start-to-warm (process start to its first session's `ready`), turn latency
+(median, p90), CPU seconds per turn and RSS (peak, final) of the server's process tree.
+The loop and the stock bot live in the repository's tests/benchmark/ (not in the
+package); they are given the model files and settings voicebot resolved, so all three
+run the same Whisper, LLM, Piper voice and VAD stop window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+from voicebot.bench.report import report_header, write_report
+from voicebot.bench.systems import (
+    DESCRIPTIONS,
+    SYSTEMS,
+    ProcessTree,
+    RunningSystem,
+    loop_env,
+    repo_root,
+)
+from voicebot.bench.turn import Spoken, spoken_set, summarise, turn_record
+from voicebot.config import Settings
+from voicebot.errors import InputError
+from voicebot.tools.client import run_turn
+
+
+@dataclass(frozen=True)
+class Options:
+    turn_timeout_s: float = 60.0
+    start_timeout_s: float = 300.0
+    warmup_turns: int = 1
+
+
+async def _speak(url: str, spoken: Spoken, timeout_s: float) -> dict[str, Any]:
+    """One turn; a turn with no reply in time is recorded as unanswered, never waited on."""
+    name, pcm, meta = spoken
+    try:
+        result = await asyncio.wait_for(
+            run_turn(url, pcm, reply_timeout_s=timeout_s), timeout_s + 30
+        )
+    except (TimeoutError, OSError, RuntimeError, websockets.WebSocketException) as e:
+        return {"name": name, **meta, "answered": False, "error": f"{type(e).__name__}: {e}"}
+    record = {"name": name, **meta, **turn_record(result, max_silence_secs=0.0)}
+    del record["waited_for_max_silence"]
+    # A cut-off: the bot began answering before the person had finished (a reply into the
+    # pause of "book a table for | four people"); its latency times that early reply.
+    record["cut_off"] = record["cut_off"] or result.spoke_before_end
+    record["answered"] = result.turn_latency_ms is not None
+    return record
+
+
+async def _sample_rss(tree: ProcessTree, peak: list[int]) -> None:
+    while True:
+        peak[0] = max(peak[0], tree.rss_bytes())
+        await asyncio.sleep(0.25)
+
+
+async def measure_system(
+    system: str,
+    settings: Settings,
+    spoken: list[Spoken],
+    options: Options,
+    config_file: Path | None = None,
+) -> dict[str, Any]:
+    """Start `system`, speak every utterance to it, and stop it."""
+    running = RunningSystem(system, settings, config_file)
+    peak = [0]
+    sampler = asyncio.create_task(_sample_rss(running.tree, peak))
+    try:
+        warm_s = await running.wait_warm(options.start_timeout_s)
+        for item in spoken[: options.warmup_turns]:
+            await _speak(running.ws_url, item, options.turn_timeout_s)
+        cpu_before = running.tree.cpu_s()
+        turns = []
+        for item in spoken:
+            turns.append(await _speak(running.ws_url, item, options.turn_timeout_s))
+            print(json.dumps({"system": system, **turns[-1]}), flush=True)
+        cpu_s = running.tree.cpu_s() - cpu_before
+        final_rss = running.tree.rss_bytes()
+        peak[0] = max(peak[0], final_rss)
+    except (TimeoutError, RuntimeError, OSError, websockets.WebSocketException) as e:
+        return {
+            "description": DESCRIPTIONS[system],
+            "error": f"{type(e).__name__}: {e}",
+            "log_tail": running.log_tail(),
+        }
+    finally:
+        sampler.cancel()
+        await asyncio.to_thread(running.stop)
+    answered = [t for t in turns if t["answered"]]
+    # Latency is reported over the turns answered after the person finished.
+    timed = [t for t in answered if not t["cut_off"]]
+    return {
+        "description": DESCRIPTIONS[system],
+        "start_to_warm_s": round(warm_s, 2),
+        "turn_latency_ms": summarise(timed)["turn_latency_ms"],
+        "cpu_s_per_turn": round(cpu_s / max(1, len(turns)), 2),
+        "rss_mib": {"peak": round(peak[0] / 2**20, 1), "final": round(final_rss / 2**20, 1)},
+        "turns": len(turns),
+        "answered": len(answered),
+        "unanswered": len(turns) - len(answered),
+        "cut_off": sum(bool(t.get("cut_off")) for t in turns),
+        # How many turns the latency figures are over: answered, and not cut off.
+        "timed_turns": len(timed),
+        "per_turn": turns,
+    }
+
+
+async def run_loop_bench(
+    settings: Settings,
+    output: Path,
+    *,
+    systems: list[str],
+    voices: str = "unseen",
+    half: str = "heldout",
+    turns: int | None = None,
+    options: Options | None = None,
+    config_file: Path | None = None,
+) -> int:
+    """Measure each system in turn on the same utterances; write one JSON report."""
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown or not systems:
+        raise InputError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    options = options or Options()
+    # A terminated benchmark still stops the server it started (measure_system's finally).
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    if any(s != "voicebot" for s in systems):
+        loop_env(settings)  # fails early, before anything starts, on a mismatched config
+        repo_root()
+    spoken = await asyncio.to_thread(spoken_set, settings, voices, half, turns or 10)
+    if turns:
+        spoken = spoken[:turns]
+    results = {}
+    for system in systems:
+        results[system] = await measure_system(system, settings, spoken, options, config_file)
+    report = {
+        **report_header("loop"),
+        "voices": voices,
+        "half": half if voices == "unseen" else None,
+        "utterances": [name for name, _, _ in spoken],
+        "warmup_turns": options.warmup_turns,
+        "turn_timeout_s": options.turn_timeout_s,
+        "models": {k: v for k, v in loop_env(settings).items() if k != "SYSTEM_PROMPT"},
+        "systems": results,
+    }
+    await asyncio.to_thread(write_report, output, report)
+    print(table(results))
+    return 0 if all("error" not in r for r in results.values()) else 1
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """The systems side by side, as plain text."""
+    header = ["system", "median ms", "p90 ms", "CPU s/turn", "peak MiB", "final MiB", "warm s"]
+    rows: list[list[str]] = [[*header, "answered", "cut off"]]
+    for system, r in results.items():
+        if "error" in r:
+            rows.append([system, "error: " + r["error"][:60], *[""] * 7])
+            continue
+        latency = r["turn_latency_ms"]
+        rows.append(
+            [
+                system,
+                _fmt(latency["median"]),
+                _fmt(latency["p90"]),
+                f"{r['cpu_s_per_turn']:.2f}",
+                f"{r['rss_mib']['peak']:.0f}",
+                f"{r['rss_mib']['final']:.0f}",
+                f"{r['start_to_warm_s']:.1f}",
+                f"{r['answered']}/{r['turns']}",
+                str(r["cut_off"]),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"

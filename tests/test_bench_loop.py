@@ -1,0 +1,113 @@
+"""`voicebot bench loop`: the hand-written loop and the stock Pipecat bot really answer, and
+the comparison writes every field for every system (figures are never asserted)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.benchmark.classic_loop import split_reply
+from tests.helpers import VOICEBOT, hear
+from voicebot.bench.loop import run_loop_bench, table
+from voicebot.bench.systems import ProcessTree, RunningSystem, loop_env
+from voicebot.config import Settings
+from voicebot.errors import InputError
+from voicebot.models import SharedModels
+from voicebot.tools.client import run_turn
+
+
+def test_the_loop_speaks_the_first_clause_early_then_whole_sentences() -> None:
+    tokens = iter(["When it", " is raining,", " wear a coat.", " Take an", " umbrella", " too."])
+    assert list(split_reply(tokens, 4)) == [
+        "When it is raining,",
+        "wear a coat.",
+        "Take an umbrella too.",
+    ]
+    # A short opening clause waits for its sentence; "1,000" is a number, not a clause.
+    assert list(split_reply(iter(["Yes, about 1,000 of them. Ok"]), 4)) == [
+        "Yes, about 1,000 of them.",
+        "Ok",
+    ]
+
+
+def test_a_configuration_the_loop_cannot_mirror_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(tts={"provider": "edge"})
+    with pytest.raises(InputError, match="tts=edge"):
+        loop_env(settings)
+    with pytest.raises(InputError, match="unknown system"):
+        asyncio.run(run_loop_bench(Settings(), tmp_path / "x.json", systems=["vllm"]))
+
+
+def test_the_process_tree_counts_this_process() -> None:
+    import os
+
+    tree = ProcessTree(os.getpid())
+    assert tree.rss_bytes() > 10 * 2**20
+    assert tree.cpu_s() > 0
+
+
+def test_a_system_that_failed_is_shown_as_failed_in_the_table() -> None:
+    text = table({"stock": {"error": "TimeoutError: not healthy within 300 s"}})
+    assert "stock" in text and "error: TimeoutError" in text
+
+
+@pytest.fixture
+async def running(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[str]:
+    system = RunningSystem(request.param, settings, None)
+    try:
+        await system.wait_warm(300)
+        yield system.ws_url
+    finally:
+        await asyncio.to_thread(system.stop)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("running", ["loop", "stock"], indirect=True)
+async def test_the_compared_system_answers_a_spoken_question(
+    running: str, question_pcm: dict[str, np.ndarray], models: SharedModels
+) -> None:
+    result = await run_turn(running, question_pcm["capital"], reply_timeout_s=120)
+    assert {"capital", "france"} <= _words(result.transcript)
+    assert result.reply and result.turn_latency_ms is not None
+    # What the client received is the reply, spoken: Whisper hears its words in the audio.
+    heard = await asyncio.to_thread(hear, models, result.reply_audio, result.sample_rate)
+    assert len(_words(heard) & _words(result.reply)) >= min(2, len(_words(result.reply)))
+    kinds = [e["type"] for e in result.events]
+    assert kinds.index("bot_started_speaking") < kinds.index("bot_stopped_speaking")
+
+
+@pytest.mark.slow
+def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
+    import subprocess
+
+    output = tmp_path / "loop.json"
+    options = ["--voices", "samples", "--systems", "loop,voicebot", "--turns", "2"]
+    done = subprocess.run(
+        [VOICEBOT, "bench", "loop", *options, "--warmup", "0", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(output.read_text())
+    assert report["benchmark"] == "loop" and report["machine"]["cpu_count"]
+    assert list(report["systems"]) == ["loop", "voicebot"]
+    for system in report["systems"].values():
+        assert system["turns"] == 2 and system["answered"] + system["unanswered"] == 2
+        assert 0 <= system["cut_off"] <= 2 and len(system["per_turn"]) == 2
+        assert set(system["turn_latency_ms"]) >= {"median", "p90"}
+        assert system["cpu_s_per_turn"] > 0 and system["start_to_warm_s"] > 0
+        assert system["rss_mib"]["peak"] >= system["rss_mib"]["final"] > 50
+    assert "median ms" in done.stdout and "voicebot" in done.stdout
