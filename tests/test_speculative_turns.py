@@ -1,14 +1,18 @@
 """Speculative replies: answered while the turn's end is weighed, spoken only once confirmed.
 
-Pipecat's real user aggregator, LLM base (with its SpeculationGate), TTS base and
-assistant aggregator; only the models are fakes, and a detector the test decides with.
+Fast tests: Pipecat's real user aggregator, LLM base (with its SpeculationGate), TTS base
+and assistant aggregator; only the models are fakes, and a detector the test decides
+with. The last test runs the real models through /ws.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from loguru import logger
 from pipecat.frames.frames import (
     DataFrame,
     Frame,
@@ -31,6 +35,11 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnSto
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from tests.fakes import FakeLLMService, FakeTTSService
+from tests.helpers import words
+from voicebot.config import Settings
+from voicebot.tools import voice_set
+from voicebot.tools.client import load_pcm16k, run_turn
+from voicebot.tools.local_server import LocalServer
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
@@ -199,3 +208,34 @@ async def test_without_speculation_the_llm_waits_for_the_turn() -> None:
     assert heard.snapshot is not None and heard.snapshot.llm_calls == 0
     assert llm.calls == 1
     assert _spoken(heard.frames).split() == REPLY.split()
+
+
+async def test_a_paused_request_over_ws_gets_one_answer_to_all_of_it(
+    server: LocalServer, settings: Settings, tmp_path: Path
+) -> None:
+    """Real models: "I'd like to book a table for | four people." The pause's transcript
+    is answered speculatively; the rest of the sentence withdraws that answer, and the
+    bot answers once, after the last words."""
+    assert settings.turn.speculative
+    path = tmp_path / "paused.wav"
+    # The bundled Piper voice with its sampling noise on, a 700 ms pause at the "|".
+    await asyncio.to_thread(voice_set._piper, "I'd like to book a table for | four people.", path)
+    withdrawn: list[str] = []
+    sink = logger.add(
+        lambda m: withdrawn.append(m.record["message"]),
+        level="DEBUG",
+        filter=lambda r: r["name"] == "voicebot.turns.speculative",
+    )
+    try:
+        result = await run_turn(server.ws_url, load_pcm16k(path))
+    finally:
+        logger.remove(sink)
+
+    assert "table" in words(result.transcript), result.transcript
+    kinds = [e["type"] for e in result.events]
+    assert kinds.count("transcript") >= 2, "the pause did not split the utterance"
+    assert kinds.count("bot_started_speaking") == 1, kinds
+    last_transcript = max(i for i, k in enumerate(kinds) if k == "transcript")
+    assert kinds.index("bot_started_speaking") > last_transcript, "answered before the end"
+    assert result.reply and result.reply_audio_s > 0.5
+    assert "withdrawing the speculative reply" in withdrawn, withdrawn
