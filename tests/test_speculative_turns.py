@@ -118,7 +118,7 @@ async def _converse(
 
 
 def _spoken(frames: list[Frame]) -> str:
-    return "".join(f.text for f in frames if isinstance(f, TTSTextFrame)).strip()
+    return " ".join(f.text.strip() for f in frames if isinstance(f, TTSTextFrame)).strip()
 
 
 def _messages(context: LLMContext) -> list[tuple[Any, Any]]:
@@ -175,6 +175,29 @@ async def test_when_the_person_goes_on_the_reply_is_dropped_and_never_in_history
         ("user", "I'd like a table for two people at seven."),
         ("assistant", REPLY),
     ]
+
+
+async def test_a_speculation_in_the_turn_after_an_answered_one_is_released() -> None:
+    """ "Can you remind me to call? [answered] My dentist tomorrow" (unfinished: held)."""
+    heard, llm, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            _said("Can you remind me to call?"),
+            SleepFrame(sleep=0.5),
+            VADUserStartedSpeakingFrame(),
+            SleepFrame(sleep=0.2),
+            VADUserStoppedSpeakingFrame(),
+            _said("My dentist tomorrow"),
+            SleepFrame(sleep=0.5),
+            EndTurn(),
+            SleepFrame(sleep=0.5),
+        ]
+    )
+    assert strategy.speculated == 1 and strategy.confirmed == 1
+    assert llm.calls == 2
+    assert _spoken(heard.frames).split() == REPLY.split() * 2
+    assert [role for role, _ in _messages(context)] == ["user", "assistant"] * 2
 
 
 async def test_a_turn_that_reads_complete_is_answered_without_speculating() -> None:

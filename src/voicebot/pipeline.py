@@ -29,6 +29,7 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.processors.filler import LateReplyFiller
 from voicebot.processors.history import HistoryLimiter
+from voicebot.processors.input_audio import InputAudioStop
 from voicebot.protocol import INPUT_SAMPLE_RATE
 from voicebot.providers import spec as providers
 from voicebot.providers.llm.stage import build_llm
@@ -121,6 +122,7 @@ def build_worker(
             transport.input(),
             stt,
             aggregators.user(),
+            InputAudioStop(),
             history,
             llm,
             *filler,

@@ -156,7 +156,6 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         if speculation is None and self._speculation is not None:
             if self._speculation == " ".join(self._text):
                 # The reply on its way answers exactly this turn.
-                self._speculation = None
                 self._confirming = True
                 return
             await self._withdraw("the turn ended with other words")
@@ -165,9 +164,14 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     async def _on_stopped(self, _: BaseUserTurnStopStrategy, params: UserTurnStoppedParams) -> None:
         confirms = self._confirming or params.confirms_speculation
         self._confirming = False
-        if confirms:
-            self.confirmed += 1
+        # Taken before finalizing, so the turn's end does not withdraw what it confirms.
+        held, self._speculation = self._speculation, None
         await self.trigger_user_turn_finalized(
             enable_user_speaking_frames=params.enable_user_speaking_frames,
             confirms_speculation=confirms,
         )
+        if self._turn_open:
+            # Pipecat keeps a turn open while VAD hears speech: still a speculation.
+            self._speculation = held
+        elif confirms:
+            self.confirmed += 1
