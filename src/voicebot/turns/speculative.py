@@ -62,7 +62,8 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     def detectors(self) -> list[BaseUserTurnStopStrategy]:
         return list(self._detectors)
 
-    async def setup(self, setup: FrameProcessorSetup) -> None:
+    # Pipecat narrows BaseObject.setup(task_manager) to the processor setup here.
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
         await super().setup(setup)
         for detector in self._detectors:
             await detector.setup(setup)
