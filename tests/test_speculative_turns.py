@@ -38,6 +38,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from tests.fakes import FakeLLMService, FakeTTSService
 from tests.helpers import words
 from voicebot.config import Settings
+from voicebot.models import SharedModels
 from voicebot.tools import voice_set
 from voicebot.tools.client import load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
@@ -235,12 +236,14 @@ async def test_without_speculation_the_llm_waits_for_the_turn() -> None:
 
 
 async def test_a_paused_request_over_ws_gets_one_answer_to_all_of_it(
-    server: LocalServer, settings: Settings, tmp_path: Path
+    models: SharedModels, settings: Settings, tmp_path: Path
 ) -> None:
     """Real models: "I'd like to book a table for [1.2 s] four people." The pause's
     transcript reads unfinished and is answered speculatively; the rest of the sentence
     withdraws that answer, and the bot answers once, after the last words."""
-    assert settings.turn.speculative
+    speculative = settings.model_copy(
+        update={"turn": settings.turn.model_copy(update={"speculative": True})}
+    )
     halves = []
     for i, text in enumerate(("I'd like to book a table for", "four people.")):
         path = tmp_path / f"half{i}.wav"
@@ -254,7 +257,8 @@ async def test_a_paused_request_over_ws_gets_one_answer_to_all_of_it(
         filter=lambda r: r["name"] == "voicebot.turns.speculative",
     )
     try:
-        result = await run_turn(server.ws_url, pcm)
+        async with LocalServer(speculative, models=models) as server:
+            result = await run_turn(server.ws_url, pcm)
     finally:
         logger.remove(sink)
 
