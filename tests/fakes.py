@@ -13,7 +13,13 @@ from typing import Any, Literal
 
 import numpy as np
 from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter
-from pipecat.frames.frames import Frame, LLMContextFrame, LLMTextFrame
+from pipecat.frames.frames import (
+    Frame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+)
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
@@ -26,28 +32,46 @@ Failure = Literal["raise", "stall", "midway", "stall_midway"] | None
 
 
 class FakeLLMService(LLMService[OpenAILLMAdapter]):
-    """Answers every context with `reply`, word by word, unless told to fail."""
+    """Answers every context with `reply`, word by word, unless told to fail.
+
+    Each reply is framed by LLMFullResponseStart/EndFrame as a real service's is;
+    `word_delay_s` paces the words; `finished` counts replies generated to the end, and
+    `contexts` keeps the messages each call answered.
+    """
 
     adapter_class = OpenAILLMAdapter
 
     def __init__(
-        self, *, reply: str = "Paris is the capital.", fail: Failure = None, retryable: bool = True
+        self,
+        *,
+        reply: str = "Paris is the capital.",
+        fail: Failure = None,
+        retryable: bool = True,
+        word_delay_s: float = 0.0,
     ) -> None:
         super().__init__(settings=LLMSettings(model="fake"))
         self.reply = reply
         self.fail = fail
         self.retryable = retryable
+        self.word_delay_s = word_delay_s
         self.calls = 0
+        self.finished = 0
+        self.contexts: list[list[Any]] = []
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, LLMContextFrame):
-            await self._process_context(frame.context)
+            await self.push_frame(LLMFullResponseStartFrame())
+            try:
+                await self._process_context(frame.context)
+            finally:
+                await self.push_frame(LLMFullResponseEndFrame())
         else:
             await self.push_frame(frame, direction)
 
     async def _process_context(self, context: LLMContext) -> None:
         self.calls += 1
+        self.contexts.append(list(context.messages))
         if self.fail == "raise":
             raise ProviderError("fake LLM refused", retryable=self.retryable)
         if self.fail == "stall":
@@ -57,7 +81,10 @@ class FakeLLMService(LLMService[OpenAILLMAdapter]):
                 raise ProviderError("fake LLM dropped mid-reply", retryable=self.retryable)
             if self.fail == "stall_midway" and i == 1:
                 await asyncio.Event().wait()
+            if self.word_delay_s:
+                await asyncio.sleep(self.word_delay_s)
             await self.push_frame(LLMTextFrame(("" if i == 0 else " ") + word))
+        self.finished += 1
 
 
 class FakeTTSService(TTSService):

@@ -280,6 +280,10 @@ class TurnSettings(_Section):
     smart_turn: bool = True
     # Longest silence smart-turn may wait out when it judges the turn unfinished.
     max_silence_secs: float = Field(2.0, gt=0.0)
+    # While smart-turn or the silence limit weigh a pause, the LLM already answers the
+    # transcript; the reply is held until the turn ends and dropped if the person goes on.
+    # Off until measured on a quiet machine (shared-machine runs showed no gain).
+    speculative: bool = False
 
 
 DAILY_API_URL = "https://api.daily.co/v1"

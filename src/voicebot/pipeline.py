@@ -30,11 +30,13 @@ from voicebot.models import SharedModels
 from voicebot.observability.rtvi import VoicebotRTVIProcessor
 from voicebot.processors.filler import LateReplyFiller
 from voicebot.processors.history import HistoryLimiter
+from voicebot.processors.input_audio import InputAudioStop
 from voicebot.protocol import INPUT_SAMPLE_RATE
 from voicebot.providers import spec as providers
 from voicebot.providers.llm.stage import build_llm
 from voicebot.providers.tts.stage import build_tts, output_sample_rate
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
+from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
 
 def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
@@ -60,16 +62,19 @@ def _turn_stop_strategies(
         if settings.turn.end_on_complete_transcript
         else []
     )
+    pause: BaseUserTurnStopStrategy
     if settings.turn.smart_turn and models.smart_turn_session is not None:
         analyzer = SharedSmartTurnAnalyzer(
             session=models.smart_turn_session,
             params=SmartTurnParams(stop_secs=settings.turn.max_silence_secs),
         )
-        return [*meaning, TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)]
-    return [
-        *meaning,
-        SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.vad.stop_secs),
-    ]
+        pause = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)
+    else:
+        pause = SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.vad.stop_secs)
+    if settings.turn.speculative:
+        # The LLM answers a pause's transcript while the others still weigh the pause.
+        return [SpeculativeUserTurnStopStrategy(detectors=[*meaning, pause])]
+    return [*meaning, pause]
 
 
 def build_worker(
@@ -118,6 +123,7 @@ def build_worker(
             transport.input(),
             stt,
             aggregators.user(),
+            InputAudioStop(),
             history,
             llm,
             *filler,

@@ -183,6 +183,7 @@ async def measure_turns(
             "end_on_complete_transcript": settings.turn.end_on_complete_transcript,
             "smart_turn": settings.turn.smart_turn,
             "max_silence_secs": settings.turn.max_silence_secs,
+            "speculative": settings.turn.speculative,
         },
         "summary": {**summarise(results), "unanswered": len(failed)},
         "server_process": server_process,

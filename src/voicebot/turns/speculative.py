@@ -1,0 +1,178 @@
+"""Answer a turn while its end is still being weighed, on Pipecat's speculation API.
+
+The transcript of a pause is ready ~0.5 s after the speech stops; when it does not read
+complete, smart-turn or `turn.max_silence_secs` decide later. Meanwhile the LLM can
+already answer that transcript: Pipecat's `LLMService` holds a speculative reply in its
+`SpeculationGate` until the turn's `UserStoppedSpeakingFrame` releases it, and drops it
+on an `EagerEndOfTurnCancelFrame` (the generation is stopped, nothing reaches TTS, the
+transport or the context).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import (
+    Frame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
+from pipecat.turns.types import ProcessFrameResult, UserTurnSpeculation
+from pipecat.turns.user_stop.base_user_turn_stop_strategy import (
+    BaseUserTurnStopStrategy,
+    UserTurnStoppedParams,
+)
+
+
+class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
+    """Wraps the strategies that decide the end of a turn and answers ahead of them.
+
+    `detectors` (ours, smart-turn, a silence timeout) see every frame, in order, as if
+    they were listed themselves; their decisions pass through this strategy. When a
+    final transcript arrives while the person is silent and no detector ends the turn
+    on it, a speculative inference answers that transcript. When a detector then ends
+    the turn and no words were added since, the turn is finalized without a second
+    inference and the held reply is released. New speech withdraws the speculation, as
+    does a turn that ends with other words or without a detector (the stop watchdog).
+
+    Every speculation is bounded by the detectors: smart-turn's silence limit or the
+    watchdog end the turn, and an unconfirmed one is withdrawn then.
+    """
+
+    def __init__(self, *, detectors: Sequence[BaseUserTurnStopStrategy], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._detectors = list(detectors)
+        self._text: list[str] = []
+        self._speaking = False
+        # Speech has started since the last transcript: its words are still to come.
+        self._untranscribed = False
+        self._turn_open = False
+        self._speculation: str | None = None
+        # A detector's end of turn matched the speculation: finalize without inference.
+        self._confirming = False
+        self.speculated = 0
+        self.confirmed = 0
+        self.withdrawn = 0
+
+    @property
+    def detectors(self) -> list[BaseUserTurnStopStrategy]:
+        return list(self._detectors)
+
+    # Pipecat narrows BaseObject.setup(task_manager) to the processor setup here.
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
+        await super().setup(setup)
+        for detector in self._detectors:
+            await detector.setup(setup)
+            detector.add_event_handler("on_push_frame", self._on_push_frame)
+            detector.add_event_handler("on_broadcast_frame", self._on_broadcast_frame)
+            detector.add_event_handler("on_user_turn_inference_triggered", self._on_inference)
+            detector.add_event_handler("on_user_turn_speculation_cancelled", self._on_cancelled)
+            detector.add_event_handler("on_user_turn_stopped", self._on_stopped)
+
+    async def cleanup(self) -> None:
+        for detector in self._detectors:
+            await detector.cleanup()
+            detector.remove_event_handler("on_push_frame", self._on_push_frame)
+            detector.remove_event_handler("on_broadcast_frame", self._on_broadcast_frame)
+            detector.remove_event_handler("on_user_turn_inference_triggered", self._on_inference)
+            detector.remove_event_handler("on_user_turn_speculation_cancelled", self._on_cancelled)
+            detector.remove_event_handler("on_user_turn_stopped", self._on_stopped)
+        await super().cleanup()
+
+    async def handle_user_turn_started(self) -> None:
+        self._text = []
+        self._turn_open = True
+        self._confirming = False
+        for detector in self._detectors:
+            await detector.handle_user_turn_started()
+
+    async def handle_user_turn_stopped(self) -> None:
+        self._turn_open = False
+        # Still set here only when the turn ended without a detector confirming it.
+        await self._withdraw("the turn ended without confirming it")
+        self._text = []
+        self._confirming = False
+        for detector in self._detectors:
+            await detector.handle_user_turn_stopped()
+
+    async def process_frame(self, frame: Frame) -> ProcessFrameResult:
+        transcript = isinstance(frame, TranscriptionFrame) and bool(frame.text.strip())
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._speaking = self._untranscribed = True
+            await self._withdraw("the person kept talking")
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._speaking = False
+        elif transcript:
+            assert isinstance(frame, TranscriptionFrame)
+            self._text.append(frame.text.strip())
+            self._untranscribed = False
+        for detector in self._detectors:
+            if await detector.process_frame(frame) == ProcessFrameResult.STOP:
+                break
+        if transcript:
+            await self._maybe_speculate()
+        return ProcessFrameResult.CONTINUE
+
+    async def _maybe_speculate(self) -> None:
+        # A detector that ended the turn on this transcript closed it already.
+        if not self._turn_open or self._speaking or self._untranscribed:
+            return
+        text = " ".join(self._text)
+        if self._speculation == text:
+            return
+        await self._withdraw("new words arrived")
+        self._speculation = text
+        self.speculated += 1
+        logger.debug("answering the turn speculatively while its end is weighed")
+        await self.trigger_user_turn_inference_triggered(speculation=UserTurnSpeculation(text=text))
+
+    async def _withdraw(self, reason: str) -> None:
+        if self._speculation is None:
+            return
+        self._speculation = None
+        self.withdrawn += 1
+        logger.bind(reason=reason).debug("withdrawing the speculative reply")
+        await self.trigger_user_turn_speculation_cancelled()
+
+    async def _on_push_frame(
+        self, _: BaseUserTurnStopStrategy, frame: Frame, direction: FrameDirection
+    ) -> None:
+        await self.push_frame(frame, direction)
+
+    async def _on_broadcast_frame(
+        self, _: BaseUserTurnStopStrategy, frame_cls: type[Frame], **kwargs: Any
+    ) -> None:
+        await self.broadcast_frame(frame_cls, **kwargs)
+
+    async def _on_cancelled(self, _: BaseUserTurnStopStrategy) -> None:
+        await self.trigger_user_turn_speculation_cancelled()
+
+    async def _on_inference(
+        self, _: BaseUserTurnStopStrategy, speculation: UserTurnSpeculation | None
+    ) -> None:
+        if speculation is None and self._speculation is not None:
+            if self._speculation == " ".join(self._text):
+                # The reply on its way answers exactly this turn.
+                self._confirming = True
+                return
+            await self._withdraw("the turn ended with other words")
+        await self.trigger_user_turn_inference_triggered(speculation=speculation)
+
+    async def _on_stopped(self, _: BaseUserTurnStopStrategy, params: UserTurnStoppedParams) -> None:
+        confirms = self._confirming or params.confirms_speculation
+        self._confirming = False
+        # Taken before finalizing, so the turn's end does not withdraw what it confirms.
+        held, self._speculation = self._speculation, None
+        await self.trigger_user_turn_finalized(
+            enable_user_speaking_frames=params.enable_user_speaking_frames,
+            confirms_speculation=confirms,
+        )
+        if self._turn_open:
+            # Pipecat keeps a turn open while VAD hears speech: still a speculation.
+            self._speculation = held
+        elif confirms:
+            self.confirmed += 1
