@@ -50,7 +50,7 @@ async def test_spoken_question_gets_transcript_and_spoken_reply(
         < kinds.index("bot_started_speaking")
         < kinds.index("bot_stopped_speaking")
     )
-    assert result.turn_latency_ms is not None and 0 < result.turn_latency_ms < 10_000
+    assert result.turn_latency_ms is not None and result.turn_latency_ms > 0
     # The audio says what bot_text says: round-trip it through Whisper.
     heard = words(hear(models, result.reply_audio, result.sample_rate))
     said = words(result.reply)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
     from pipecat.processors.aggregators.llm_context import LLMContext
     from pipecat.processors.frameworks.rtvi import RTVIObserver
+    from pipecat.services.stt_service import SegmentedSTTService
     from pipecat.services.whisper.stt import WhisperSTTService
     from pipecat.transports.websocket.fastapi import (
         FastAPIWebsocketInputTransport,
@@ -69,6 +70,10 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "drop_unsent_bot_transcription": (
         "pipecat.processors.frameworks.rtvi.observer.RTVIObserver",
         ("_bot_transcription",),
+    ),
+    "cancel_stt_segment_task": (
+        "pipecat.services.stt_service.SegmentedSTTService",
+        ("_segment_task", "_cancel_segment_task"),
     ),
     "websocket_input_receive_loop": (
         "pipecat.transports.websocket.fastapi.FastAPIWebsocketInputTransport",
@@ -183,6 +188,17 @@ ROUTINE_WARNINGS: tuple[tuple[str, str], ...] = (
 def drop_unsent_bot_transcription(observer: RTVIObserver) -> None:
     """Forget the unfinished sentence an RTVI observer holds for its next `bot-transcription`."""
     observer._bot_transcription = ""
+
+
+async def cancel_stt_segment_task(service: SegmentedSTTService) -> None:
+    """Cancel a segmented STT's transcription task if it is still running.
+
+    Pipecat 1.14 cancels it when a CancelFrame or EndFrame reaches the service; a session
+    torn down without one reaching it (a client gone mid-turn) left the task pending, and
+    asyncio then logged "Task was destroyed but it is pending" at ERROR.
+    """
+    if service._segment_task is not None:
+        await service._cancel_segment_task()
 
 
 def is_routine_warning(name: str | None, message: str) -> bool:

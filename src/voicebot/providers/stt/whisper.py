@@ -15,7 +15,7 @@ from pipecat.utils.time import time_now_iso8601
 from voicebot import model_files
 from voicebot.errors import ConfigError
 from voicebot.observability.metrics_data import RTFMetricsData
-from voicebot.pipecat_compat import adopt_whisper_model
+from voicebot.pipecat_compat import adopt_whisper_model, cancel_stt_segment_task
 from voicebot.providers.llm.local import cpu_threads
 from voicebot.providers.spec import ProviderSpec
 from voicebot.providers.stt.whisper_decode import WhisperBackend
@@ -48,6 +48,11 @@ class FasterWhisperSTTService(WhisperSTTService):
             ),
             **kwargs,
         )
+
+    async def cleanup(self) -> None:
+        # A session torn down mid-turn may never pass this service a CancelFrame.
+        await cancel_stt_segment_task(self)
+        await super().cleanup()
 
     def _load(self) -> None:
         adopt_whisper_model(self, self._engine.model)
