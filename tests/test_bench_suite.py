@@ -257,3 +257,16 @@ def test_timeline_places_each_step_after_the_last_voiced_sample() -> None:
         "first_clause": 730.0,
         "tts_first_audio": 900.0,
     }
+
+
+def test_a_variant_changes_the_settings_asked_for_and_keeps_the_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voicebot.bench.report import variant
+    from voicebot.config import load_settings
+
+    monkeypatch.setenv("VOICEBOT_API_KEYS", "sk-FAKE-KEY")
+    settings = load_settings()
+    changed = variant(settings, {"stt": {"whisper": {"model": "base"}}})
+    assert changed.stt.whisper.model == "base"
+    assert changed.secrets.api_key_list() == ["sk-FAKE-KEY"]

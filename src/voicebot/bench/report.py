@@ -237,4 +237,8 @@ def variant(settings: Settings, updates: dict[str, Any]) -> Settings:
                 merged[key] = value
         return merged
 
-    return type(settings).model_validate(merge(settings.model_dump(), updates))
+    # Secrets are not settings to vary (and not all of them survive a dump): carried over.
+    changed = type(settings).model_validate(
+        merge(settings.model_dump(exclude={"secrets"}), updates)
+    )
+    return changed.model_copy(update={"secrets": settings.secrets})
