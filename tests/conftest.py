@@ -18,7 +18,15 @@ import pytest
 
 from tests import nvml_readings as cards
 from tests.fake_daily import FakeDailyRoom
-from tests.helpers import REPO, VOICEBOT, free_port, run_voicebot, tweak, wait_for_status
+from tests.helpers import (
+    REPO,
+    UNLIMITED_SESSIONS_ENV,
+    VOICEBOT,
+    free_port,
+    run_voicebot,
+    tweak,
+    wait_for_status,
+)
 from voicebot.autotune import resolve
 from voicebot.config import Settings, load_settings
 from voicebot.models import SharedModels
@@ -65,13 +73,6 @@ async def server(settings: Settings, models: SharedModels) -> AsyncIterator[Loca
     """
     async with LocalServer(without_session_limits(settings), models=models) as running:
         yield running
-
-
-UNLIMITED_SESSIONS_ENV = {
-    "VOICEBOT_SERVER__MAX_SESSIONS": "64",
-    "VOICEBOT_SERVER__MAX_SESSIONS_PER_CLIENT": "0",
-    "VOICEBOT_SERVER__RATE_LIMIT_BURST": "1000",
-}
 
 
 @pytest.fixture

@@ -22,6 +22,16 @@ REPO = Path(__file__).resolve().parent.parent
 VOICEBOT = str(Path(sys.executable).with_name("voicebot"))
 
 
+# `voicebot serve` with the session limits lifted: tests open many sessions from one address
+# (the limits themselves are tested on servers of their own, test_access_server.py).
+UNLIMITED_SESSIONS_ENV = {
+    "VOICEBOT_SERVER__MAX_SESSIONS": "64",
+    "VOICEBOT_SERVER__MAX_SESSIONS_PER_CLIENT": "0",
+    "VOICEBOT_SERVER__RATE_LIMIT_BURST": "100000",
+    "VOICEBOT_SERVER__RATE_LIMIT_PER_MINUTE": "1000000",
+}
+
+
 def tweak(settings: Settings, **sections: dict[str, Any]) -> Settings:
     """`settings` with some fields of some sections replaced: tweak(s, stt={"model": "base"})."""
     return settings.model_copy(

@@ -17,10 +17,11 @@ import psutil
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from tests.helpers import REPO, VOICEBOT, free_port, wait_for_status
+from tests.helpers import REPO, UNLIMITED_SESSIONS_ENV, VOICEBOT, free_port, wait_for_status
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.server.app import create_app
+from voicebot.tools.local_server import without_session_limits
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +35,7 @@ def quick_server() -> Iterator[tuple[psutil.Process, str]]:
     port = free_port()
     env = {
         **os.environ,
+        **UNLIMITED_SESSIONS_ENV,
         "VOICEBOT_SERVER__WEBRTC_CONNECT_TIMEOUT_SECS": str(CONNECT_TIMEOUT_SECS),
         "VOICEBOT_SERVER__MAX_PENDING_WEBRTC_OFFERS": str(MAX_PENDING),
     }
@@ -114,7 +116,7 @@ async def test_unconnected_offers_are_hung_up_and_capped(
 
 async def test_many_start_posts_leave_memory_flat(settings: Settings, models: SharedModels) -> None:
     # In process, through ASGI (no sockets): 36,000 posts in a minute, not ten.
-    app = create_app(settings, models=models)
+    app = create_app(without_session_limits(settings), models=models)
     started = app.state.webrtc.started
     process = psutil.Process()
     sizes = []

@@ -235,12 +235,13 @@ async def test_without_speculation_the_llm_waits_for_the_turn() -> None:
     assert _spoken(heard.frames).split() == REPLY.split()
 
 
-async def test_a_paused_request_over_ws_gets_one_answer_to_all_of_it(
+async def test_a_paused_request_over_ws_is_answered_and_a_withdrawn_answer_never_heard(
     models: SharedModels, settings: Settings, tmp_path: Path
 ) -> None:
-    """Real models: "I'd like to book a table for [1.2 s] four people." The pause's
-    transcript reads unfinished and is answered speculatively; the rest of the sentence
-    withdraws that answer, and the bot answers once, after the last words."""
+    """Real models: "I'd like to book a table for [1.2 s] four people." When the pause's
+    transcript is answered speculatively, the rest of the sentence withdraws that answer
+    and the bot answers after the last words; whether smart-turn ends the turn at the
+    pause instead is up to it (then nothing is speculated)."""
     speculative = settings.model_copy(
         update={"turn": settings.turn.model_copy(update={"speculative": True})}
     )
@@ -263,12 +264,14 @@ async def test_a_paused_request_over_ws_gets_one_answer_to_all_of_it(
         logger.remove(sink)
 
     assert "table" in words(result.transcript), result.transcript
-    kinds = [e["type"] for e in result.events]
-    assert kinds.count("bot_started_speaking") == 1, kinds
-    last_transcript = max(i for i, k in enumerate(kinds) if k == "transcript")
-    assert kinds.index("bot_started_speaking") > last_transcript, "answered before the end"
     assert result.reply and result.reply_audio_s > 0.5
-    if "answering the turn speculatively while its end is weighed" in messages:
-        # Answered on "...a table for" (a busy machine may transcribe the first half only
-        # after the second began, and then nothing is speculated): the rest withdrew it.
-        assert "withdrawing the speculative reply" in messages, messages
+    kinds = [e["type"] for e in result.events]
+    if "answering the turn speculatively while its end is weighed" not in messages:
+        # Smart-turn ended the turn at the pause, or the first half was transcribed only
+        # after the second began: nothing was speculated, ordinary turn-taking applies.
+        return
+    # Answered on "...a table for": the rest of the sentence withdrew that answer, and
+    # nothing of it was heard; the one answer came after the last words.
+    assert "withdrawing the speculative reply" in messages, messages
+    last_transcript = max(i for i, k in enumerate(kinds) if k == "transcript")
+    assert kinds.index("bot_started_speaking") > last_transcript, kinds

@@ -17,7 +17,12 @@ def without_session_limits(settings: Settings, sessions: int = 64) -> Settings:
     """`settings` with the session limits lifted, for load tests and benchmarks that open
     many sessions from one address on purpose."""
     server = settings.server.model_copy(
-        update={"max_sessions": sessions, "max_sessions_per_client": 0, "rate_limit_burst": 1000}
+        update={
+            "max_sessions": sessions,
+            "max_sessions_per_client": 0,
+            "rate_limit_burst": 100_000,
+            "rate_limit_per_minute": 1_000_000.0,
+        }
     )
     return settings.model_copy(update={"server": server})
 
