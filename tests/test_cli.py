@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,15 @@ def test_serve_with_yaml_typo_names_key_and_file(tmp_path: Path) -> None:
     done = run_voicebot("serve", "--config", str(profile), timeout=60)
     assert done.returncode == 2
     assert "tts.voise: unknown key" in done.stderr and str(profile) in done.stderr
+
+
+def test_the_cli_runs_without_the_bench_extra() -> None:
+    # The server image has no matplotlib/jiwer/jsonschema: the parser must not need them,
+    # and `bench suite` says which extra to install.
+    blocked = "import sys; sys.modules.update(matplotlib=None, jiwer=None, jsonschema=None); "
+    parse = blocked + "from voicebot.cli import _parser; _parser().parse_args(['serve'])"
+    assert subprocess.run([sys.executable, "-c", parse], check=False).returncode == 0
+    suite = blocked + "from voicebot.cli import main; raise SystemExit(main(['bench', 'suite']))"
+    done = subprocess.run([sys.executable, "-c", suite], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "voicebot[bench]" in done.stderr

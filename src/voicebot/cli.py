@@ -211,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_bench_sections(bench_kinds: Any) -> None:
     """`bench suite` and one command per section, all over voicebot.bench.suite."""
-    from voicebot.bench.suite import SECTIONS
+    from voicebot.bench import SECTIONS
 
     commands = {
         "suite": ("every section: STT, batch sweep, TTS, LLM, turn; JSON + PNGs", SECTIONS),
@@ -345,7 +345,14 @@ def _bench_turn(args: argparse.Namespace) -> int:
 def _bench_suite(args: argparse.Namespace) -> int:
     from voicebot.autotune import resolve
     from voicebot.bench.report import variant
-    from voicebot.bench.suite import Plan, run_suite
+
+    try:
+        from voicebot.bench.suite import Plan, run_suite
+    except ImportError as e:  # matplotlib, jiwer or jsonschema missing
+        raise InputError(
+            f"voicebot bench {args.bench} needs the bench extra ({e.name} is missing): "
+            "pip install 'voicebot[bench]'"
+        ) from e
 
     setup_logging("WARNING")
     settings = load_settings(args.config)

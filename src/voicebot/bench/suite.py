@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.autotune import Tuned
-from voicebot.bench import llm, stt, tts
+from voicebot.bench import SECTIONS, llm, stt, tts
 from voicebot.bench.plots import write_plots
 from voicebot.bench.report import SCHEMA_VERSION, report_header, skipped, validate, write_report
 from voicebot.bench.speech import SampleSpeech
 from voicebot.bench.turn import turn_section
 from voicebot.errors import VoicebotError
-
-SECTIONS = ("stt", "batch", "tts", "llm", "turn")
 
 
 @dataclass(frozen=True)

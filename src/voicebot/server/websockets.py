@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from pipecat.observers.base_observer import BaseObserver
 
 from voicebot.config import Settings
+from voicebot.models import SharedModels
 from voicebot.observability.events import ProtocolEventObserver
 from voicebot.observability.metrics_observer import SessionMetrics
 from voicebot.observability.prometheus import VoicebotMetrics
 from voicebot.protocol import ErrorEvent, ReadyEvent, encode_event
 from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.server.auth import session_id_from
-from voicebot.server.limits import SessionGuard, end_error
+from voicebot.server.limits import SessionGuard, SessionSlot, end_error
 from voicebot.server.origins import refuse_foreign_origin
 from voicebot.server.start import PIPECAT_WS_PATH
 from voicebot.server.state import ModelState
 from voicebot.session import run_session
 from voicebot.transports.flood import FloodGuard
 from voicebot.transports.pipecat_ws import PipecatWebsocketTransport
+from voicebot.transports.validated_ws import ValidatedWebsocketTransport
 from voicebot.transports.websocket import VoicebotWebsocketTransport
 
 # RFC 6455: "try again later", for clients that connect while models are loading.
@@ -33,6 +38,26 @@ def websocket_router(
     state: ModelState, settings: Settings, metrics: VoicebotMetrics, guard: SessionGuard
 ) -> APIRouter:
     router = APIRouter()
+
+    async def serve(
+        transport: ValidatedWebsocketTransport,
+        shared: SharedModels,
+        slot: SessionSlot,
+        end: Callable[[str], Awaitable[None]],
+        *,
+        observers: Sequence[BaseObserver] = (),
+        **session: Any,
+    ) -> None:
+        """Run one session in its slot, under its idle/time limits, tracked for the drain."""
+        async with slot, guard.deadlines(end) as deadlines:
+            with state.drain.track(close=transport.close_going_away) as activity:
+                await run_session(
+                    transport,
+                    shared,
+                    settings,
+                    observers=[*observers, deadlines, activity],
+                    **session,
+                )
 
     @router.websocket("/ws")
     async def ws_session(websocket: WebSocket) -> None:
@@ -71,16 +96,15 @@ def websocket_router(
             await transport.send_event(end_error(reason))
             await transport.end_session(CLOSE_NORMAL, reason)
 
-        async with slot, guard.deadlines(end) as deadlines:
-            with state.drain.track(close=transport.close_going_away) as activity:
-                await run_session(
-                    transport,
-                    shared,
-                    settings,
-                    session_id=session_id,
-                    observers=[observer, deadlines, activity],
-                    metrics=SessionMetrics(metrics, "ws"),
-                )
+        await serve(
+            transport,
+            shared,
+            slot,
+            end,
+            session_id=session_id,
+            observers=[observer],
+            metrics=SessionMetrics(metrics, "ws"),
+        )
 
     @router.websocket(PIPECAT_WS_PATH)
     async def pipecat_ws_session(websocket: WebSocket) -> None:
@@ -109,16 +133,14 @@ def websocket_router(
         async def end(reason: str) -> None:
             await transport.end_session(CLOSE_NORMAL, reason)
 
-        async with slot, guard.deadlines(end) as deadlines:
-            with state.drain.track(close=transport.close_going_away) as activity:
-                await run_session(
-                    transport,
-                    shared,
-                    settings,
-                    session_id=session_id_from(websocket.state),
-                    observers=[deadlines, activity],
-                    enable_rtvi=True,
-                    metrics=SessionMetrics(metrics, "ws_client"),
-                )
+        await serve(
+            transport,
+            shared,
+            slot,
+            end,
+            session_id=session_id_from(websocket.state),
+            enable_rtvi=True,
+            metrics=SessionMetrics(metrics, "ws_client"),
+        )
 
     return router
