@@ -62,7 +62,9 @@ class ServerSettings(_Section):
     allowed_origins: list[str] = []
     # How much lower (nice) the STT and LLM compute threads run than audio streaming and
     # TTS, so one person's transcription never starves another's reply audio; 0 = same.
-    compute_nice: int = Field(5, ge=0, le=19)
+    # Off by default: measured, it slows a lone session's Whisper and LLM (their threads
+    # wait for each other at every step, and any busier thread preempts one of them).
+    compute_nice: int = Field(0, ge=0, le=19)
     # Serve clients on other machines without API keys (VOICEBOT_API_KEYS) or session
     # tokens: anyone who can reach the port may run sessions. Off: keyless servers only
     # serve this machine (server/auth.py).
