@@ -16,6 +16,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed
+
 from voicebot.bench.report import percentile, report_header, write_report
 from voicebot.bench.turn import spoken_set
 from voicebot.config import Settings
@@ -38,7 +40,7 @@ async def _person(
         name, pcm, _meta = spoken[(index + k) % len(spoken)]
         try:
             result = await run_turn(url, pcm, settle_s=0.5)
-        except TimeoutError as e:
+        except (TimeoutError, ConnectionClosed) as e:  # no reply, or refused: a finding
             records.append({"session": index, "name": name, "error": str(e)})
             continue
         total, longest = playback_gaps(result.audio_arrivals, result.sample_rate, JITTER_BUFFER_S)
@@ -108,7 +110,7 @@ async def run_sessions_bench(
         await measure(url)
     else:
         # Measuring beyond the server's session limit is the point: lift it here.
-        async with LocalServer(without_session_limits(settings, max(levels) + 1)) as server:
+        async with LocalServer(without_session_limits(settings)) as server:
             await measure(server.ws_url)
     await asyncio.to_thread(write_report, output, report)
     return report
