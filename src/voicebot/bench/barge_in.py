@@ -23,7 +23,7 @@ import websockets
 
 from voicebot.config import Settings
 from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, decode_event
-from voicebot.tools.client import CHUNK_MS, VOICED_THRESHOLD_DBFS
+from voicebot.tools.client import CHUNK_MS, first_voiced_sample
 
 # Reply audio stopping for this long counts as the bot having gone quiet.
 GAP_S = 0.25
@@ -54,12 +54,6 @@ class BargeInResult:
         }
 
 
-def first_voiced_sample(pcm: np.ndarray) -> int:
-    threshold = 32767 * 10 ** (VOICED_THRESHOLD_DBFS / 20)
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
-    return int(loud[0]) if loud.size else 0
-
-
 class _Listener:
     def __init__(self) -> None:
         self.audio_times: list[tuple[float, int]] = []
@@ -74,9 +68,6 @@ class _Listener:
                 self.reply_started.set()
                 continue
             self.events.append((now, decode_event(message).model_dump(exclude_none=True)))
-
-    def audio_since(self, t: float) -> float:
-        return sum(n for at, n in self.audio_times if at >= t) / 2
 
 
 async def run_barge_in(

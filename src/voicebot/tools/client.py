@@ -76,10 +76,21 @@ def load_pcm16k(path: Path) -> np.ndarray:
     return pcm
 
 
+def _voiced(pcm: np.ndarray) -> np.ndarray:
+    """Indices of the samples louder than VOICED_THRESHOLD_DBFS."""
+    threshold = 32767 * 10 ** (VOICED_THRESHOLD_DBFS / 20)
+    return np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
+
+
+def first_voiced_sample(pcm: np.ndarray) -> int:
+    """Index of the first sample louder than VOICED_THRESHOLD_DBFS (0 if all silent)."""
+    loud = _voiced(pcm)
+    return int(loud[0]) if loud.size else 0
+
+
 def last_voiced_sample(pcm: np.ndarray) -> int:
     """Index of the last sample louder than VOICED_THRESHOLD_DBFS (0 if all silent)."""
-    threshold = 32767 * 10 ** (VOICED_THRESHOLD_DBFS / 20)
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
+    loud = _voiced(pcm)
     return int(loud[-1]) if loud.size else 0
 
 
