@@ -2,7 +2,8 @@
 
 uvicorn decodes text frames before the app sees them; its own handler logs a traceback at
 ERROR and closes 1007 with no reason, so any client could write tracebacks into our log.
-Written against uvicorn 0.54's `WebSocketsSansIOProtocol` (what `ws="auto"` picks);
+Written against uvicorn 0.54.0's `WebSocketsSansIOProtocol` (pinned exactly; what `ws="auto"`
+picks); tests/test_ws_protocol_contract.py checks what it relies on, and
 tests/test_ws_bad_input.py sends such a frame through the real server.
 """
 
