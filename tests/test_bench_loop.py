@@ -111,3 +111,33 @@ def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
         assert system["cpu_s_per_turn"] > 0 and system["start_to_warm_s"] > 0
         assert system["rss_mib"]["peak"] >= system["rss_mib"]["final"] > 50
     assert "median ms" in done.stdout and "voicebot" in done.stdout
+
+
+def test_a_voicebot_variant_changes_settings_through_the_environment() -> None:
+    from voicebot.bench.systems import base_system, describe, variant_env
+
+    system = "voicebot@turn.speculative=true@llm.llama_cpp.n_threads=2"
+    assert base_system(system) == "voicebot"
+    assert variant_env(system) == {
+        "VOICEBOT_TURN__SPECULATIVE": "true",
+        "VOICEBOT_LLM__LLAMA_CPP__N_THREADS": "2",
+    }
+    assert describe(system).endswith("with turn.speculative=true, llm.llama_cpp.n_threads=2")
+    assert variant_env("voicebot") == {}
+
+
+@pytest.mark.parametrize(
+    ("system", "says"),
+    [
+        ("voicebot@turn.speculativ=true", "turn.speculativ"),
+        ("voicebot@turn.speculative=maybe", "turn.speculative"),
+        ("voicebot@speculative", "section.key=value"),
+        ("loop@turn.speculative=true", "only voicebot"),
+    ],
+)
+def test_a_bad_variant_is_refused_before_anything_starts(
+    tmp_path: Path, system: str, says: str
+) -> None:
+    with pytest.raises(InputError, match=re.escape(says)):
+        asyncio.run(run_loop_bench(Settings(), tmp_path / "x.json", systems=["voicebot", system]))
+    assert not (tmp_path / "x.json").exists()

@@ -195,7 +195,11 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument(
         "--systems",
         default="voicebot,loop,stock",
-        help="comma-separated, measured in this order: voicebot, loop, stock (default: all)",
+        help=(
+            "comma-separated, measured in this order: voicebot, loop, stock (default: all); "
+            "voicebot@section.key=value[@...] is voicebot with settings changed, for an A/B "
+            "in one run (e.g. voicebot,voicebot@turn.speculative=true)"
+        ),
     )
     loop.add_argument("--voices", choices=("samples", "unseen"), default="unseen")
     loop.add_argument("--half", choices=("heldout", "tune", "all"), default="heldout")

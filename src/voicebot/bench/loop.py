@@ -23,12 +23,14 @@ import websockets
 
 from voicebot.bench.report import report_header, write_report
 from voicebot.bench.systems import (
-    DESCRIPTIONS,
     SYSTEMS,
     ProcessTree,
     RunningSystem,
+    base_system,
+    describe,
     loop_env,
     repo_root,
+    variant_env,
 )
 from voicebot.bench.turn import Spoken, spoken_set, summarise, turn_record
 from voicebot.config import Settings
@@ -92,7 +94,7 @@ async def measure_system(
         peak[0] = max(peak[0], final_rss)
     except (TimeoutError, RuntimeError, OSError, websockets.WebSocketException) as e:
         return {
-            "description": DESCRIPTIONS[system],
+            "description": describe(system),
             "error": f"{type(e).__name__}: {e}",
             "log_tail": running.log_tail(),
         }
@@ -103,7 +105,7 @@ async def measure_system(
     # Latency is reported over the turns answered after the person finished.
     timed = [t for t in answered if not t["cut_off"]]
     return {
-        "description": DESCRIPTIONS[system],
+        "description": describe(system),
         "start_to_warm_s": round(warm_s, 2),
         "turn_latency_ms": summarise(timed)["turn_latency_ms"],
         "cpu_s_per_turn": round(cpu_s / max(1, len(turns)), 2),
@@ -130,16 +132,20 @@ async def run_loop_bench(
     config_file: Path | None = None,
 ) -> int:
     """Measure each system in turn on the same utterances; write one JSON report."""
-    unknown = [s for s in systems if s not in SYSTEMS]
+    unknown = [s for s in systems if base_system(s) not in SYSTEMS]
     if unknown or not systems:
         raise InputError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    if len(set(systems)) < len(systems):
+        raise InputError(f"each system once, please: {', '.join(systems)}")
+    for system in systems:
+        variant_env(system)  # a bad setting is refused before anything starts
     options = options or Options()
     # A terminated benchmark still stops the server it started (measure_system's finally).
     task = asyncio.current_task()
     if task is not None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    if any(s != "voicebot" for s in systems):
+    if any(base_system(s) != "voicebot" for s in systems):
         loop_env(settings)  # fails early, before anything starts, on a mismatched config
         repo_root()
     spoken = await asyncio.to_thread(spoken_set, settings, voices, half, turns or 10)

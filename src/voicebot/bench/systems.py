@@ -20,9 +20,10 @@ from pathlib import Path
 
 import psutil
 import websockets
+from pydantic import ValidationError
 
 from voicebot import model_files
-from voicebot.config import Settings
+from voicebot.config import ENV_PREFIX, Settings
 from voicebot.errors import InputError
 from voicebot.protocol import ReadyEvent, decode_event
 from voicebot.providers.llm.local import cpu_threads
@@ -34,6 +35,56 @@ DESCRIPTIONS = {
     "stock": "tests/benchmark/stock_pipecat.py (stock Pipecat services, per-session models)",
 }
 _MODULES = {"loop": "tests.benchmark.classic_loop", "stock": "tests.benchmark.stock_pipecat"}
+# `voicebot@turn.speculative=true@vad.stop_secs=0.3`: voicebot with settings changed, so an
+# A/B of one setting runs through the same harness in one run.
+VARIANT_MARK = "@"
+
+
+def base_system(system: str) -> str:
+    """The system a name stands for: `voicebot` for a voicebot variant."""
+    return system.split(VARIANT_MARK, 1)[0]
+
+
+def describe(system: str) -> str:
+    """The system's description, with a variant's changed settings."""
+    base, *changes = system.split(VARIANT_MARK)
+    return DESCRIPTIONS[base] + (f", with {', '.join(changes)}" if changes else "")
+
+
+def variant_env(system: str) -> dict[str, str]:
+    """The environment variables a `voicebot@section.key=value...` system sets.
+
+    Each change is checked against the settings first, so a misspelt key or a bad value is
+    refused before anything starts.
+    """
+    base, *changes = system.split(VARIANT_MARK)
+    if not changes:
+        return {}
+    if base != "voicebot":
+        raise InputError(f"{system!r}: only voicebot takes settings ({VARIANT_MARK}key=value)")
+    env: dict[str, str] = {}
+    nested: dict[str, object] = {}
+    for change in changes:
+        key, sep, value = change.partition("=")
+        path = key.strip().split(".")
+        if not sep or len(path) < 2 or not all(path):
+            raise InputError(
+                f"{system!r}: write each change as {VARIANT_MARK}section.key=value, "
+                f"e.g. voicebot{VARIANT_MARK}turn.speculative=true"
+            )
+        node = nested
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            assert isinstance(child, dict)
+            node = child
+        node[path[-1]] = value.strip()
+        env[ENV_PREFIX + "__".join(p.upper() for p in path)] = value.strip()
+    try:
+        Settings.from_sources({}, nested)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise InputError(f"{system!r}: {problems}") from e
+    return env
 
 
 def repo_root() -> Path:
@@ -87,7 +138,7 @@ def free_port() -> int:
 
 
 def command(system: str, port: int, config_file: Path | None) -> list[str]:
-    if system == "voicebot":
+    if base_system(system) == "voicebot":
         cli = "from voicebot.cli import main; raise SystemExit(main())"
         extra = ["--config", str(config_file)] if config_file else []
         return [sys.executable, "-c", cli, "serve", "--port", str(port), *extra]
@@ -132,9 +183,9 @@ class RunningSystem:
     def __init__(self, system: str, settings: Settings, config_file: Path | None) -> None:
         self.system = system
         self.port = free_port()
-        env = {**os.environ}
+        env = {**os.environ, **variant_env(system)}
         cwd = None
-        if system != "voicebot":
+        if base_system(system) != "voicebot":
             root = repo_root()
             cwd = root
             env.update(loop_env(settings))
