@@ -83,3 +83,20 @@ async def test_soak_sessions_aborted_mid_turn_leave_nothing_behind(
     assert outcomes.get("aborted_mid_turn", 0) >= 1, outcomes  # a turn was under way
     assert passed(report) == [], report
     assert report["canary"]["answered_after"]
+
+
+@pytest.mark.slow
+async def test_a_long_session_answers_every_turn_and_reports_its_memory_slope(
+    settings: Settings, models: SharedModels, tmp_path: Path
+) -> None:
+    report = await run_reliability(
+        "long", settings, models=models, minutes=0.5, output=tmp_path / "long.json"
+    )
+    long = report["long"]
+    assert passed(report) == [], report
+    assert long["turns"] >= 2 and long["failed_turns"] == 0
+    assert len(long["rss_samples"]) == long["turns"] + long["failed_turns"]
+    assert long["rss_mib_first"] > 50 and long["rss_mib_last"] > 50
+    # Slopes are figures, not asserted: only that they were fitted from the samples.
+    if long["turns"] >= 3:
+        assert isinstance(long["rss_mib_per_minute"], float)

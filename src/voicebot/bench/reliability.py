@@ -406,7 +406,11 @@ async def long_session(
             try:
                 await _send_paced(ws, pcm, chunk, len(pcm) - 1, receiver, True)
                 await _send_silence_until_done(ws, chunk, receiver, TURN_TIMEOUT_S, 0.5)
-                answered += int(len(receiver.audio) > 0)
+                # A turn that ended with no reply audio failed as surely as one that hung.
+                if receiver.audio:
+                    answered += 1
+                else:
+                    failed += 1
             except TimeoutError:
                 failed += 1
             finally:
@@ -418,6 +422,14 @@ async def long_session(
     minutes_x = [m for m, _ in samples]
     rss = [r for _, r in samples]
     slope = float(np.polyfit(minutes_x, rss, 1)[0]) if len(samples) >= 3 else None
+    # The first minutes include one-off growth (allocator arenas, the first long replies);
+    # a leak shows as a slope that stays in the second half.
+    later = samples[len(samples) // 2 :]
+    later_slope = (
+        float(np.polyfit([m for m, _ in later], [r for _, r in later], 1)[0])
+        if len(later) >= 3
+        else None
+    )
     return {
         "minutes": round(minutes_x[-1], 2) if samples else 0,
         "turns": answered,
@@ -425,6 +437,7 @@ async def long_session(
         "rss_mib_first": rss[0] if rss else None,
         "rss_mib_last": rss[-1] if rss else None,
         "rss_mib_per_minute": None if slope is None else round(slope, 2),
+        "rss_mib_per_minute_second_half": None if later_slope is None else round(later_slope, 2),
         "rss_samples": [[round(m, 3), r] for m, r in samples],
     }
 
@@ -529,6 +542,9 @@ def passed(report: dict[str, Any]) -> list[str]:
     log = report.get("log")
     if log and (log["errors"] or log["tracebacks"]):
         problems.append(f"{log['errors']} ERROR lines, {log['tracebacks']} tracebacks: {log}")
+    if "long" in report and (report["long"]["failed_turns"] or not report["long"]["turns"]):
+        long = report["long"]
+        problems.append(f"long session: {long['failed_turns']} of its turns failed: {long}")
     if "fuzz" in report and report["fuzz"]["unanswered"]:
         problems.append(f"unanswered messages: {report['fuzz']['unanswered_examples']}")
     process = report.get("server_process", {})
