@@ -35,6 +35,9 @@ from pipecat.tests.utils import run_test
 from voicebot.providers.tts.kokoro import SharedKokoroTTSService
 from voicebot.providers.tts.piper import PiperTTSService
 
+# The voices are really late: each test takes seconds of real time.
+pytestmark = pytest.mark.slow
+
 RATE = 16000
 SENTENCES = ["Hello there.", "The table is booked for seven.", "Enjoy your dinner."]
 # Later than Pipecat's default 3 s idle limit.
