@@ -3,11 +3,11 @@
 Under heavy load (2 cores at load 20-30) Whisper's transcript came 5-11 s after the speech:
 after the VAD's stop, after smart-turn's silence limit, and after the user turn's stop
 watchdog (Pipecat's `user_turn_stop_timeout`, 5 s), which ends a turn that has no words.
-Fast tests: the session's own turn strategies (`pipeline.user_turn_strategies`, with the
-real smart-turn analyzer over an ONNX session stand-in whose verdict the test gives),
-Pipecat's real user and assistant aggregators with the VAD inside, and a segmented STT on
-Pipecat's base whose transcript is late on purpose. Audio is paced in real time, so each
-test takes as long as its late transcript (seconds).
+Small fakes, real logic: the session's own turn strategies
+(`pipeline.user_turn_strategies`, with the real smart-turn analyzer over an ONNX session
+stand-in whose verdict the test gives), Pipecat's real user and assistant aggregators with
+the VAD inside, and a segmented STT on Pipecat's base whose transcript is late on purpose.
+Audio is paced in real time, so each test takes as long as its late transcript (seconds).
 """
 
 from __future__ import annotations
