@@ -75,6 +75,10 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
         "pipecat.services.stt_service.SegmentedSTTService",
         ("_segment_task", "_cancel_segment_task"),
     ),
+    "close_silent_reply_context": (
+        "pipecat.services.tts_service.TTSService",
+        ("_turn_context_id", "_is_yielding_frames_synchronously"),
+    ),
     "websocket_input_receive_loop": (
         "pipecat.transports.websocket.fastapi.FastAPIWebsocketInputTransport",
         ("_receive_messages", "_client"),
@@ -126,6 +130,24 @@ def replace_text_aggregator(
 ) -> None:
     """Swap the text aggregator Pipecat 1.14 builds in `TTSService.__init__`."""
     service._text_aggregator = make(service._text_aggregator)  # type: ignore[assignment]
+
+
+async def close_silent_reply_context(service: TTSService) -> None:
+    """End the audio context of a reply whose last piece gave no audio, as the reply ends.
+
+    For a service that yields its audio from `run_tts` (HTTP style), Pipecat 1.14 closes the
+    reply's context in `on_turn_context_completed` only when the last `run_tts` yielded
+    audio (`_is_yielding_frames_synchronously`); otherwise the context stays open until
+    `stop_frame_timeout_s` passes, and the next reply's audio waits behind it. Call this
+    before Pipecat's `on_turn_context_completed` (it reads `_turn_context_id`).
+    """
+    context_id = service._turn_context_id
+    if (
+        context_id
+        and not service._is_yielding_frames_synchronously
+        and service.audio_context_available(context_id)
+    ):
+        await service.remove_audio_context(context_id)
 
 
 def adopt_whisper_model(service: WhisperSTTService, model: Any) -> None:

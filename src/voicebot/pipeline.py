@@ -77,6 +77,18 @@ def _turn_stop_strategies(
     return [*meaning, pause]
 
 
+def user_turn_strategies(settings: Settings, models: SharedModels) -> UserTurnStrategies:
+    """When the person's turn starts and ends.
+
+    Start: Pipecat's defaults, the VAD and a transcript that arrives while no turn is open.
+    Keep the latter: under load Whisper's words can come after the turn's stop watchdog
+    (Pipecat's `user_turn_stop_timeout`, 5 s) ended the turn with none; the transcript
+    then opens a turn of its own, which the stop strategies end at once, and it is
+    answered (tests/test_late_transcripts.py).
+    """
+    return UserTurnStrategies(stop=_turn_stop_strategies(settings, models))
+
+
 def build_worker(
     transport: BaseTransport,
     models: SharedModels,
@@ -115,7 +127,7 @@ def build_worker(
             # A turn that ends with no transcript (noise, a failed STT) is never answered:
             # Pipecat's default would run the LLM on it to ask the person to repeat.
             empty_user_turn=None,
-            user_turn_strategies=UserTurnStrategies(stop=_turn_stop_strategies(settings, models)),
+            user_turn_strategies=user_turn_strategies(settings, models),
         ),
     )
     pipeline = Pipeline(

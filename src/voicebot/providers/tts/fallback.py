@@ -20,6 +20,7 @@ from voicebot.errors import ProviderError, is_retryable
 from voicebot.observability.metrics_data import FallbackMetricsData
 from voicebot.providers.breaker import CircuitBreaker
 from voicebot.providers.owner import ProviderOwner
+from voicebot.providers.tts.sentence import REPLY_PAUSE_LIMIT_S, SentenceTTSService
 
 
 def is_retryable_frame(frame: ErrorFrame) -> bool:
@@ -27,7 +28,7 @@ def is_retryable_frame(frame: ErrorFrame) -> bool:
     return frame.exception is None or is_retryable(frame.exception)
 
 
-class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
+class FallbackTTSService(ProviderOwner, SentenceTTSService):  # type: ignore[misc]
     """Each sentence goes to `primary`; if it errors, or has produced no audio within
     `first_audio_timeout_secs`, the same sentence is spoken by `fallback` in the same turn.
 
@@ -49,6 +50,8 @@ class FallbackTTSService(ProviderOwner, TTSService):  # type: ignore[misc]
         breaker: CircuitBreaker | None = None,
         **kwargs: Any,
     ) -> None:
+        # Sentences are spoken inside run_tts, by whichever provider: one context per reply.
+        kwargs.setdefault("stop_frame_timeout_s", REPLY_PAUSE_LIMIT_S)
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,

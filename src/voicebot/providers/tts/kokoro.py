@@ -21,6 +21,7 @@ from voicebot.audio.pcm import trim_leading_silence
 from voicebot.pipecat_compat import init_tts_base_only
 from voicebot.providers.llm.local import cpu_threads
 from voicebot.providers.spec import ProviderSpec
+from voicebot.providers.tts.sentence import REPLY_PAUSE_LIMIT_S, SentenceTTSService
 
 if TYPE_CHECKING:
     from kokoro_onnx import Kokoro
@@ -35,13 +36,14 @@ KOKORO_VRAM_MIB = 600
 _PHONEMIZE_LOCK = threading.Lock()
 
 
-class SharedKokoroTTSService(KokoroTTSService):
+class SharedKokoroTTSService(SentenceTTSService, KokoroTTSService):
     """Kokoro through a `Kokoro` instance shared by every session.
 
     Pipecat's KokoroTTSService loads (or downloads) the model in `__init__`; this one
     borrows the one the server loaded, on the CUDA or CPU execution provider chosen at
     start-up. Text arrives a sentence (or first clause) at a time; phonemization is
     serialised, the ONNX inference runs concurrently across sessions off the event loop.
+    A reply's audio context stays open across slow sentences (`SentenceTTSService`).
     """
 
     _settings: KokoroTTSSettings
@@ -57,6 +59,7 @@ class SharedKokoroTTSService(KokoroTTSService):
     ) -> None:
         if voice not in kokoro.voices:
             raise ValueError(f"tts.kokoro.voice={voice!r} is not in the voices file")
+        kwargs.setdefault("stop_frame_timeout_s", REPLY_PAUSE_LIMIT_S)
         # KokoroTTSService.__init__ would load the model files; only TTSService's init is wanted.
         init_tts_base_only(
             self,
@@ -144,9 +147,6 @@ def _build(settings: Settings, kokoro: Kokoro) -> SharedKokoroTTSService:
         voice=k.voice,
         language=k.language,
         speed=k.speed,
-        # On a CPU a long sentence takes Kokoro ~1.5 s; the default 3 s idle limit
-        # could end "bot speaking" between two slow sentences of one reply.
-        stop_frame_timeout_s=3.0 if settings.tts.device == "cuda" else 6.0,
     )
 
 

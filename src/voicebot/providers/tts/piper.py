@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
-from pipecat.services.tts_service import TTSService
 from pipecat.utils.tracing.service_decorators import traced_tts
 
 from voicebot import model_files
 from voicebot.audio.pcm import trim_leading_silence
 from voicebot.providers.spec import ProviderSpec
+from voicebot.providers.tts.sentence import REPLY_PAUSE_LIMIT_S, SentenceTTSService
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -28,20 +28,22 @@ class PiperTTSSettings(TTSSettings):
     """Runtime settings for `PiperTTSService` (voice changes need a restart)."""
 
 
-class PiperTTSService(TTSService):
+class PiperTTSService(SentenceTTSService):
     """Local Piper synthesis with a `PiperVoice` loaded once per process.
 
     Pipecat's own `PiperTTSService` loads (and may download) the voice in `__init__`,
     which would put a model load on every session; this one borrows the shared voice.
     Piper runs on ONNX Runtime, whose sessions are thread-safe, so sessions synthesise
     concurrently. Each text Pipecat hands over (one sentence) is synthesised off the
-    event loop and streamed out chunk by chunk, resampled to the pipeline's rate.
+    event loop and streamed out chunk by chunk, resampled to the pipeline's rate. A reply's
+    audio context stays open across slow sentences (`SentenceTTSService`).
     """
 
     Settings = PiperTTSSettings
     _settings: PiperTTSSettings
 
     def __init__(self, *, voice: PiperVoice, voice_name: str, **kwargs: Any) -> None:
+        kwargs.setdefault("stop_frame_timeout_s", REPLY_PAUSE_LIMIT_S)
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,

@@ -1,0 +1,208 @@
+"""A transcript that arrives after its user turn has ended still gets a reply.
+
+Under heavy load (2 cores at load 20-30) Whisper's transcript came 5-11 s after the speech:
+after the VAD's stop, after smart-turn's silence limit, and after the user turn's stop
+watchdog (Pipecat's `user_turn_stop_timeout`, 5 s), which ends a turn that has no words.
+Small fakes, real logic: the session's own turn strategies
+(`pipeline.user_turn_strategies`, with the real smart-turn analyzer over an ONNX session
+stand-in whose verdict the test gives), Pipecat's real user and assistant aggregators with
+the VAD inside, and a segmented STT on Pipecat's base whose transcript is late on purpose.
+Audio is paced in real time, so each test takes as long as its late transcript (seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.frames.frames import (
+    Frame,
+    InputAudioRawFrame,
+    SystemFrame,
+    TranscriptionFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.utils.time import time_now_iso8601
+
+from tests.fakes import FakeLLMService, FakeTTSService
+from tests.helpers import tweak
+from voicebot.audio.energy_vad import EnergyVADAnalyzer
+from voicebot.config import Settings
+from voicebot.pipeline import user_turn_strategies
+
+# The transcripts are really late and the audio is paced in real time: seconds a test.
+pytestmark = pytest.mark.slow
+
+RATE = 16000
+CHUNK_S = 0.02
+
+
+class LateSTT(SegmentedSTTService):
+    """Pipecat's segmented STT (audio buffered between the VAD's start and stop); each
+    segment's transcript comes `delays_s[i]` seconds after its segment ended."""
+
+    def __init__(self, texts: Sequence[str], delays_s: Sequence[float], **kwargs: Any) -> None:
+        # What FasterWhisperSTTService declares.
+        super().__init__(ttfs_p99_latency=0.6, **kwargs)
+        self._texts = list(texts)
+        self._delays_s = list(delays_s)
+
+    @property
+    def wants_wav_segments(self) -> bool:
+        return False
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
+        text, delay_s = self._texts.pop(0), self._delays_s.pop(0)
+        await asyncio.sleep(delay_s)
+        yield TranscriptionFrame(text, "user", time_now_iso8601())
+
+
+class SmartTurnVerdict:
+    """Stands in for smart-turn's ONNX session: the probability that the turn is complete."""
+
+    def __init__(self, probability: float) -> None:
+        self._probability = probability
+
+    def run(self, _outputs: Any, _feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.array([[self._probability]], dtype=np.float32)]
+
+
+@dataclass
+class Probe(SystemFrame):
+    """Where the test reads the conversation, before the end of the session writes an open
+    turn to the context."""
+
+
+@dataclass
+class Conversation:
+    llm_calls: int = 0
+    messages: list[tuple[Any, Any]] | None = None
+
+
+class Reader(FrameProcessor):
+    def __init__(self, llm: FakeLLMService, context: LLMContext) -> None:
+        super().__init__()
+        self.seen = Conversation()
+        self._llm = llm
+        self._context = context
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, Probe):
+            self.seen.llm_calls = self._llm.calls
+            self.seen.messages = [
+                (m.get("role"), m.get("content"))
+                for m in self._context.messages
+                if isinstance(m, dict)
+            ]
+        await self.push_frame(frame, direction)
+
+
+def _audio(seconds: float, *, voiced: bool) -> list[Frame]:
+    """`seconds` of microphone audio in 20 ms chunks, paced in real time."""
+    n = int(RATE * CHUNK_S)
+    wave = np.sin(np.arange(n) / 3) * 12000 if voiced else np.zeros(n)
+    pcm = wave.astype(np.int16).tobytes()
+    frames: list[Frame] = []
+    for _ in range(round(seconds / CHUNK_S)):
+        frames.append(InputAudioRawFrame(audio=pcm, sample_rate=RATE, num_channels=1))
+        frames.append(SleepFrame(CHUNK_S))
+    return frames
+
+
+async def converse(
+    speech: Sequence[tuple[bool, float]],
+    texts: Sequence[str],
+    delays_s: Sequence[float],
+    *,
+    smart_turn_complete: bool = True,
+    speculative: bool = False,
+) -> Conversation:
+    """Speak (voiced, seconds) pieces through the session's turn set-up; the STT answers
+    each voiced piece with texts[i] after delays_s[i]. Returns the conversation as the LLM
+    saw it when the audio ended."""
+    llm = FakeLLMService(reply="Sure.")
+    context = LLMContext()
+    settings = tweak(Settings(), turn={"speculative": speculative})
+    models = SimpleNamespace(
+        smart_turn_session=SmartTurnVerdict(0.9 if smart_turn_complete else 0.1)
+    )
+    pair = LLMContextAggregatorPair(
+        context,
+        user_params=LLMUserAggregatorParams(
+            vad_analyzer=EnergyVADAnalyzer(
+                params=VADParams(stop_secs=settings.vad.stop_secs, min_volume=0.0)
+            ),
+            empty_user_turn=None,
+            user_turn_strategies=user_turn_strategies(settings, models),  # type: ignore[arg-type]
+        ),
+    )
+    reader = Reader(llm, context)
+    pipeline = Pipeline(
+        [LateSTT(texts, delays_s), pair.user(), reader, llm, FakeTTSService(), pair.assistant()]
+    )
+    frames = [f for voiced, seconds in speech for f in _audio(seconds, voiced=voiced)]
+    await run_test(
+        pipeline,
+        frames_to_send=[*frames, Probe()],
+        pipeline_params=PipelineParams(audio_in_sample_rate=RATE),
+    )
+    return reader.seen
+
+
+QUESTION = "What is the capital of France?"
+
+
+async def test_a_transcript_after_the_stop_watchdog_is_answered() -> None:
+    # 1.2 s of speech; the transcript comes 6.5 s after the VAD's stop, when the watchdog
+    # has already ended the turn with no words.
+    seen = await converse([(True, 1.2), (False, 9.0)], [QUESTION], [6.5])
+    assert seen.llm_calls == 1
+    assert seen.messages == [("user", QUESTION), ("assistant", "Sure.")]
+
+
+async def test_unfinished_words_after_the_stop_watchdog_are_answered() -> None:
+    # Neither the transcript nor smart-turn says the person finished: smart-turn's
+    # transcript-only rule ends the new turn.
+    seen = await converse(
+        [(True, 1.2), (False, 9.0)],
+        ["I'd like to book a table for"],
+        [6.5],
+        smart_turn_complete=False,
+    )
+    assert seen.llm_calls == 1
+    assert seen.messages == [("user", "I'd like to book a table for"), ("assistant", "Sure.")]
+
+
+async def test_a_transcript_after_the_silence_limit_is_answered() -> None:
+    # smart-turn judged the pause unfinished and its 2 s silence limit ran out before the
+    # words came (3 s after the stop), inside the watchdog's 5 s.
+    seen = await converse(
+        [(True, 1.2), (False, 5.0)],
+        ["I'd like to book a table for"],
+        [3.0],
+        smart_turn_complete=False,
+    )
+    assert seen.llm_calls == 1
+    assert seen.messages == [("user", "I'd like to book a table for"), ("assistant", "Sure.")]
+
+
+async def test_with_speculative_replies_a_late_transcript_is_answered_once() -> None:
+    seen = await converse([(True, 1.2), (False, 9.0)], [QUESTION], [6.5], speculative=True)
+    assert seen.llm_calls == 1
+    assert seen.messages == [("user", QUESTION), ("assistant", "Sure.")]
