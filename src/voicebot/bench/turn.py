@@ -20,7 +20,7 @@ from voicebot.observability.turn_timeline import gaps
 from voicebot.providers import spec as providers
 from voicebot.providers.spec import STAGES
 from voicebot.tools import voice_set
-from voicebot.tools.client import TurnResult, load_pcm16k, run_turn
+from voicebot.tools.client import TurnResult, load_pcm16k, playback_gaps, run_turn
 from voicebot.tools.local_server import LocalServer
 from voicebot.tools.samples import QUESTIONS, synthesise_questions
 
@@ -44,6 +44,7 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
         # received, and the time between consecutive steps (where the latency goes).
         "server_timeline_median_ms": _medians(t.get("server_timeline_ms", {}) for t in turns),
         "server_gaps_median_ms": _medians(gaps(t.get("server_timeline_ms", {})) for t in turns),
+        "turns_with_playback_gaps": sum(t.get("playback_gap_ms", 0) > 0 for t in turns),
     }
     if turns and "waited_for_max_silence" in turns[0]:
         summary["waited_for_max_silence"] = sum(t["waited_for_max_silence"] for t in turns)
@@ -85,6 +86,11 @@ def turn_record(result: TurnResult, max_silence_secs: float) -> dict[str, Any]:
         "cut_off": first_reply is not None and first_reply < last_transcript,
         "timeline_ms": timeline(result),
         "server_timeline_ms": result.server_timeline_ms,
+        # Reply audio that came later than a player would play it (e.g. a short first
+        # clause played out before the next piece was synthesised).
+        "playback_gap_ms": round(
+            1000 * playback_gaps(result.audio_arrivals, result.sample_rate)[0]
+        ),
     }
 
 
