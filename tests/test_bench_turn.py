@@ -58,6 +58,25 @@ def test_a_reply_before_the_last_words_were_transcribed_is_a_cut_off() -> None:
     assert samples["cut_off"] == 2 and samples["paused"] == 0
 
 
+def test_the_server_timeline_is_summarised_as_step_and_gap_medians() -> None:
+    turns = []
+    for vad_stop, stt_done in ((250.0, 800.0), (270.0, 900.0), (290.0, 1000.0)):
+        result = _result(["transcript"], 1500, 200, 150)
+        result.server_timeline_ms = {"vad_stop": vad_stop, "stt_done": stt_done}
+        # 0.5 s of audio arriving 1 s late after the first 0.1 s: a gap a listener hears.
+        result.reply_audio = bytes(2 * 22050)
+        result.audio_arrivals = [(10.0, 4410), (11.2, 22050)]
+        turns.append(turn_record(result, max_silence_secs=2.0))
+    summary = summarise(turns)
+    assert summary["server_timeline_median_ms"] == {"vad_stop": 270.0, "stt_done": 900.0}
+    assert summary["server_gaps_median_ms"] == {
+        "speech_end->vad_stop": 270.0,
+        "vad_stop->stt_done": 630.0,
+    }
+    assert turns[0]["playback_gap_ms"] == 1000
+    assert summary["turns_with_playback_gaps"] == 3
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_the_unseen_set_is_spoken(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -30,6 +31,7 @@ from tests import nvml_readings as cards
 from tests.fakes import FakeLLMService
 from voicebot.observability.metrics_observer import MetricsObserver
 from voicebot.observability.prometheus import VoicebotMetrics
+from voicebot.observability.turn_timeline import MOMENTS
 from voicebot.providers.llm.failover import FailoverLLMService
 from voicebot.tools.client import run_turn
 from voicebot.tools.local_server import LocalServer
@@ -64,6 +66,12 @@ async def test_a_ws_conversation_shows_in_metrics(
     before = await scrape(server)
     result = await run_turn(server.ws_url, question_pcm["capital"])
     assert result.reply_audio_s > 0
+    # The `turn` metrics event names every step of the served turn, in order (1 ms slack:
+    # some moments are worked back from a stage's own metric).
+    steps = result.server_timeline_ms
+    assert list(steps)[: len(MOMENTS)] == list(MOMENTS)
+    assert all(steps[a] <= steps[b] + 1 for a, b in itertools.pairwise(MOMENTS))
+    assert steps["vad_stop"] > 0
 
     after = await scrape(server)
     turn_count = "voicebot_turn_latency_seconds_count"

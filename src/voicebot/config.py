@@ -118,6 +118,10 @@ class WhisperSettings(_Section):
     no_speech_prob: float = Field(0.4, ge=0.0, le=1.0)
     # Segments decoded with a lower average log-probability are dropped.
     log_prob_threshold: float = Field(-1.0, le=0.0)
+    # ... unless Whisper is sure it heard speech (no-speech probability under a quarter of
+    # `no_speech_prob`): then only below this lower floor. Unfamiliar accents and fast
+    # talkers decode with low log-probability; gibberish rarely looks sure of being speech.
+    sure_speech_log_prob_threshold: float = Field(-1.2, le=0.0)
     # Segments more repetitive than this (gzip ratio) are dropped.
     compression_ratio_threshold: float = Field(2.4, gt=0.0)
     # Longer utterances are cut to their first N seconds (Whisper's window is 30 s).
@@ -456,6 +460,7 @@ MOVED_KEYS = {
     "stt.batch_size": "stt.whisper.batch_size",
     "stt.no_speech_prob": "stt.whisper.no_speech_prob",
     "stt.log_prob_threshold": "stt.whisper.log_prob_threshold",
+    "stt.sure_speech_log_prob_threshold": "stt.whisper.sure_speech_log_prob_threshold",
     "stt.compression_ratio_threshold": "stt.whisper.compression_ratio_threshold",
     "stt.max_utterance_secs": "stt.whisper.max_utterance_secs",
     "stt.cpu_threads": "stt.whisper.cpu_threads",

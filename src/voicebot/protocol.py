@@ -86,10 +86,14 @@ class BotStoppedSpeakingEvent(_Message):
 
 
 class MetricsEvent(_Message):
-    """One stage's measurements for the current turn; only the fields measured are sent."""
+    """One stage's measurements for the current turn; only the fields measured are sent.
+
+    Stage "turn" comes once per answered turn, as the bot starts speaking, with
+    `timeline_ms`: when each step happened, in ms after the last voiced audio received.
+    """
 
     type: Literal["metrics"] = "metrics"
-    stage: Literal["stt", "llm", "tts"]
+    stage: Literal["stt", "llm", "tts", "turn"]
     ttfb_ms: float | None = None
     processing_ms: float | None = None
     rtf: float | None = None
@@ -98,6 +102,9 @@ class MetricsEvent(_Message):
     queue_ms: float | None = None
     # How many times this session's primary provider failed and its fallback took over.
     fallbacks: int | None = None
+    # Turn: vad_stop, stt_start, stt_done, turn_end, llm_start, llm_first_token,
+    # first_clause, tts_first_audio, bot_started (those seen), smart_turn_ms.
+    timeline_ms: dict[str, float] | None = None
 
 
 class ErrorEvent(_Message):

@@ -1,4 +1,4 @@
-"""Small PCM helpers shared by the TTS services."""
+"""Small PCM helpers: leading-silence trimming for TTS, the voiced-sample threshold."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import numpy as np
 # Samples quieter than this (about -46 dBFS) count as silence before speech starts.
 SILENCE_THRESHOLD = 160
 KEEP_BEFORE_SPEECH_S = 0.01
+# Samples louder than this count as voiced when timing a turn from the last voiced
+# sample (the client and the server's turn timeline use the same threshold).
+VOICED_THRESHOLD_DBFS = -40.0
+_VOICED_LEVEL = int(32767 * 10 ** (VOICED_THRESHOLD_DBFS / 20))
 
 
 def trim_leading_silence(pcm16: bytes, sample_rate: int) -> bytes:
@@ -20,3 +24,9 @@ def trim_leading_silence(pcm16: bytes, sample_rate: int) -> bytes:
         return b""
     start = max(0, int(loud[0]) - int(KEEP_BEFORE_SPEECH_S * sample_rate))
     return samples[start:].tobytes()
+
+
+def is_voiced(pcm16: bytes) -> bool:
+    """Whether any sample of `pcm16` is louder than VOICED_THRESHOLD_DBFS."""
+    samples = np.frombuffer(pcm16, dtype=np.int16)
+    return bool(samples.size) and int(np.abs(samples.astype(np.int32)).max()) > _VOICED_LEVEL

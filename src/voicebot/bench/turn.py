@@ -7,6 +7,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import psutil
 
 from voicebot.bench.report import percentile, report_header, write_report
 from voicebot.config import Settings
+from voicebot.observability.turn_timeline import gaps
 from voicebot.providers import spec as providers
 from voicebot.providers.spec import STAGES
 from voicebot.tools import voice_set
-from voicebot.tools.client import TurnResult, load_pcm16k, run_turn
+from voicebot.tools.client import TurnResult, load_pcm16k, playback_gaps, run_turn
 from voicebot.tools.local_server import LocalServer
 from voicebot.tools.samples import QUESTIONS, synthesise_questions
 
@@ -38,6 +40,11 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
             "max": max(latencies, default=None),
         },
         "stages_median_ms": {k: round(statistics.median(v), 1) for k, v in sorted(stages.items())},
+        # The server's view: when each step happened after the last voiced audio it
+        # received, and the time between consecutive steps (where the latency goes).
+        "server_timeline_median_ms": _medians(t.get("server_timeline_ms", {}) for t in turns),
+        "server_gaps_median_ms": _medians(gaps(t.get("server_timeline_ms", {})) for t in turns),
+        "turns_with_playback_gaps": sum(t.get("playback_gap_ms", 0) > 0 for t in turns),
     }
     if turns and "waited_for_max_silence" in turns[0]:
         summary["waited_for_max_silence"] = sum(t["waited_for_max_silence"] for t in turns)
@@ -45,6 +52,15 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
         summary["paused_cut_off"] = sum(t["cut_off"] for t in turns if t.get("kind") == "paused")
         summary["paused"] = sum(t.get("kind") == "paused" for t in turns)
     return summary
+
+
+def _medians(rows: Iterable[dict[str, float]]) -> dict[str, float]:
+    """The median of each key over `rows`, in the order the keys first appear."""
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            values.setdefault(key, []).append(value)
+    return {key: round(statistics.median(v), 1) for key, v in values.items()}
 
 
 def turn_record(result: TurnResult, max_silence_secs: float) -> dict[str, Any]:
@@ -69,6 +85,12 @@ def turn_record(result: TurnResult, max_silence_secs: float) -> dict[str, Any]:
         and llm_started >= max_silence_secs * 1000 - 100,
         "cut_off": first_reply is not None and first_reply < last_transcript,
         "timeline_ms": timeline(result),
+        "server_timeline_ms": result.server_timeline_ms,
+        # Reply audio that came later than a player would play it (e.g. a short first
+        # clause played out before the next piece was synthesised).
+        "playback_gap_ms": round(
+            1000 * playback_gaps(result.audio_arrivals, result.sample_rate)[0]
+        ),
     }
 
 

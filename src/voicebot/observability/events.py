@@ -29,6 +29,7 @@ from voicebot.observability.metrics_data import (
     RTFMetricsData,
     TokensPerSecondMetricsData,
 )
+from voicebot.observability.turn_timeline import TurnTimeline
 from voicebot.protocol import (
     BotStartedSpeakingEvent,
     BotStoppedSpeakingEvent,
@@ -56,17 +57,22 @@ class ProtocolEventObserver(BaseObserver):
     """Sends one protocol event per meaningful frame to `sink` (e.g. a WebSocket).
 
     Observers run in their own task, so a slow client never stalls the pipeline.
-    Only a frame's first push is observed, so each frame yields at most one event.
+    Only a frame's first push is observed, so each frame yields at most one event;
+    each answered turn also yields a "turn" metrics event with its timeline.
     """
 
     def __init__(self, *, sink: EventSink, **kwargs: Any) -> None:
         super().__init__(observe_every_push=False, **kwargs)
         self._sink = sink
+        self._timeline = TurnTimeline()
 
     async def on_push_frame(self, data: FramePushed) -> None:
         event = self._event_for(data)
         if event is not None:
             await self._sink(event)
+        timeline = self._timeline.observe(data)
+        if timeline is not None:
+            await self._sink(MetricsEvent(stage="turn", timeline_ms=timeline))
 
     def _event_for(self, data: FramePushed) -> ServerEvent | None:
         frame = data.frame

@@ -18,12 +18,11 @@ import soundfile as sf
 import soxr
 import websockets
 
+from voicebot.audio.pcm import VOICED_THRESHOLD_DBFS
 from voicebot.errors import InputError
 from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, decode_event
 
 CHUNK_MS = 20
-# Samples this far below full scale count as silence when finding the last voiced one.
-VOICED_THRESHOLD_DBFS = -40.0
 
 
 @dataclass
@@ -44,6 +43,9 @@ class TurnResult:
     # Bot audio arrived before the last voiced sample was sent: the bot answered into a
     # pause (a cut-off), and turn_latency_ms then times the rest of that early reply.
     spoke_before_end: bool = False
+    # The server's timeline of the turn answered after the last voiced sample (ms after
+    # the last voiced audio it received; see voicebot.observability.turn_timeline).
+    server_timeline_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def reply_audio_s(self) -> float:
@@ -206,6 +208,12 @@ def _result(receiver: _Receiver, sample_rate: int) -> TurnResult:
             stages.setdefault("llm_tokens_per_s", event["tokens_per_s"])
         elif stage == "tts" and "ttfb_ms" in event:
             stages.setdefault("tts_ttfb_ms", event["ttfb_ms"])
+    server_timeline: dict[str, float] = {}
+    for event, at in zip(receiver.events, receiver.event_times, strict=True):
+        # A timeline sent before the last voiced sample is an earlier pause's reply.
+        if event.get("stage") == "turn" and receiver.mark is not None and at >= receiver.mark:
+            server_timeline = event.get("timeline_ms", {})
+            break
     latency = None
     if receiver.first_audio_after is not None and receiver.mark is not None:
         latency = (receiver.first_audio_after - receiver.mark) * 1000
@@ -220,6 +228,7 @@ def _result(receiver: _Receiver, sample_rate: int) -> TurnResult:
         audio_arrivals=receiver.arrivals,
         event_ms=[round((t - (receiver.mark or t)) * 1000, 1) for t in receiver.event_times],
         spoke_before_end=receiver.spoke_before_end,
+        server_timeline_ms=server_timeline,
     )
 
 

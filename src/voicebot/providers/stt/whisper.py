@@ -127,6 +127,7 @@ def load_engine(settings: Settings) -> WhisperEngine:
             language=settings.stt.language,
             no_speech_prob=stt.no_speech_prob,
             log_prob_threshold=stt.log_prob_threshold,
+            sure_speech_log_prob_threshold=stt.sure_speech_log_prob_threshold,
             compression_ratio_threshold=stt.compression_ratio_threshold,
             max_utterance_secs=stt.max_utterance_secs,
             compute_nice=settings.server.compute_nice,

@@ -39,6 +39,7 @@ class EngineOptions:
     beam_size: int = 1
     no_speech_prob: float = 0.4
     log_prob_threshold: float = -1.0
+    sure_speech_log_prob_threshold: float = -1.2
     compression_ratio_threshold: float = 2.4
     max_utterance_secs: float = 30.0
     max_batch_size: int = 8
