@@ -6,8 +6,10 @@ specs), plus the VAD and turn analyzers' ONNX sessions. Sessions only borrow the
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,46 +62,79 @@ class SharedModels:
         """Load what resolved `settings` need for `stages`; ConfigError names what is missing.
 
         With every stage, the VAD and turn sessions and the filler phrase come too (a
-        server); `voicebot chat` or `say` load one stage alone.
+        server); `voicebot chat` or `say` load one stage alone. The models load side by side.
         """
         providers.check(settings, stages)
         models = cls()
+        jobs: dict[str, Callable[[], Any]] = {}
         for stage in stages:
             names = []
             for spec in providers.chosen(settings, stage):
                 names.append(f"{spec.id} {spec.describe(settings)}".strip())
                 if spec.load is not None:
-                    key = f"{stage}.{spec.id}"
-                    models.loaded[key] = models._timed(key, spec.load, settings)
+                    jobs[f"{stage}.{spec.id}"] = functools.partial(spec.load, settings)
             models.running[stage] = " + ".join(names)
-        if stages == STAGES:
+        server = stages == STAGES
+        if server:
             from voicebot.audio.sessions import load_silero_session, load_smart_turn_session
+
+            jobs["silero"] = load_silero_session
+            if settings.turn.smart_turn:
+                jobs["smart_turn"] = load_smart_turn_session
+        loaded = models._side_by_side(jobs, models.load_ms, "model loaded")
+        models.silero_session = loaded.pop("silero", None)
+        models.smart_turn_session = loaded.pop("smart_turn", None)
+        models.loaded = loaded
+        if server:
             from voicebot.providers.tts.stage import filler_audio
 
-            models.silero_session = models._timed("silero", load_silero_session)
-            if settings.turn.smart_turn:
-                models.smart_turn_session = models._timed("smart_turn", load_smart_turn_session)
             models.filler = filler_audio(settings, models)
         return models
 
-    def _timed(self, name: str, load: Callable[..., Any], *args: Any) -> Any:
-        start = time.perf_counter()
-        model = load(*args)
-        self.load_ms[name] = (time.perf_counter() - start) * 1000
-        logger.bind(model=name, load_ms=round(self.load_ms[name])).info("model loaded")
-        return model
+    @staticmethod
+    def _side_by_side(
+        jobs: dict[str, Callable[[], Any]], times_ms: dict[str, float], done: str | None = None
+    ) -> dict[str, Any]:
+        """Run `jobs` in threads of their own: their results, and each one's time in `times_ms`.
+
+        The models are independent and most of a load or warm-up is native code that
+        releases the GIL (file reading, ONNX Runtime, CTranslate2 and llama.cpp set-up and
+        inference), so one model's load overlaps another's instead of queueing behind it.
+        The first failing job's error is raised once every job has finished.
+        """
+        took: dict[str, float] = {}
+
+        def timed(name: str, job: Callable[[], Any]) -> Any:
+            start = time.perf_counter()
+            result = job()
+            took[name] = (time.perf_counter() - start) * 1000
+            if done is not None:
+                logger.bind(model=name, load_ms=round(took[name])).info(done)
+            return result
+
+        if not jobs:
+            return {}
+        with ThreadPoolExecutor(len(jobs), thread_name_prefix="voicebot-models") as pool:
+            futures = {name: pool.submit(timed, name, job) for name, job in jobs.items()}
+        times_ms.update((name, took[name]) for name in jobs if name in took)
+        return {name: future.result() for name, future in futures.items()}
 
     def warm(self) -> dict[str, float]:
         """Run each model once so the first real turn pays no allocation or compile costs."""
-        timings: dict[str, float] = {}
+        jobs: dict[str, Callable[[], Any]] = {}
         for key, model in self.loaded.items():
             stage, provider = key.split(".", 1)
             spec = providers.get(stage, provider)  # type: ignore[arg-type]
             if spec.warm is not None:
-                start = time.perf_counter()
-                spec.warm(model)
-                timings[key] = (time.perf_counter() - start) * 1000
-        start = time.perf_counter()
+                jobs[key] = functools.partial(spec.warm, model)
+        if self.silero_session is not None or self.smart_turn_session is not None:
+            jobs["turn"] = self._warm_turn
+        timings: dict[str, float] = {}
+        self._side_by_side(jobs, timings)
+        logger.bind(**{f"{k}_ms": round(v) for k, v in timings.items()}).info("models warm")
+        return timings
+
+    def _warm_turn(self) -> None:
         if self.silero_session is not None:
             window = np.zeros((1, 576), dtype=np.float32)
             state = np.zeros((2, 1, 128), np.float32)
@@ -107,6 +142,3 @@ class SharedModels:
         if self.smart_turn_session is not None:
             features = np.zeros((1, 80, 800), dtype=np.float32)
             self.smart_turn_session.run(None, {"input_features": features})
-        timings["turn"] = (time.perf_counter() - start) * 1000
-        logger.bind(**{f"{k}_ms": round(v) for k, v in timings.items()}).info("models warm")
-        return timings

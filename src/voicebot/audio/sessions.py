@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime
@@ -31,15 +33,34 @@ def _onnx_session(path: Path) -> onnxruntime.InferenceSession:
     )
 
 
+def _once(
+    load: Callable[[], onnxruntime.InferenceSession],
+) -> Callable[[], onnxruntime.InferenceSession]:
+    """`load` run at most once per process; callers that come meanwhile wait for that copy.
+
+    Models load side by side (SharedModels.load) and the Whisper engine's loader asks for
+    Silero as well, so two threads may ask at the same time.
+    """
+    lock = threading.Lock()
+    cached = functools.cache(load)
+
+    @functools.wraps(load)
+    def loaded() -> onnxruntime.InferenceSession:
+        with lock:
+            return cached()
+
+    return loaded
+
+
 # One session per model per process: the Whisper engine's speech gate and every
 # session's VAD share Silero (ONNX Runtime sessions are thread-safe; the recurrent state
 # lives in each caller's SileroStream).
-@functools.cache
+@_once
 def load_silero_session() -> onnxruntime.InferenceSession:
     return _onnx_session(_pipecat_data_file("pipecat.audio.vad.data", "silero_vad.onnx"))
 
 
-@functools.cache
+@_once
 def load_smart_turn_session() -> onnxruntime.InferenceSession:
     path = _pipecat_data_file("pipecat.audio.turn.smart_turn.data", "smart-turn-v3.2-cpu.onnx")
     return _onnx_session(path)

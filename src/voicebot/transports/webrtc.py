@@ -8,28 +8,26 @@ background. An offer whose peer has not connected within
 most `server.max_pending_webrtc_offers` wait at a time. Besides RTVI (for Pipecat
 clients), the data channel carries our protocol's JSON events, so a browser page gets
 the same events over WebRTC as over `/ws`.
+
+aiortc (with its ICE, DTLS and SRTP stacks), which SmallWebRTC runs on, takes long to
+import and most servers never see an offer: it is imported, off the event loop, when the
+first offer arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from loguru import logger
 from pipecat.transports.base_transport import TransportParams
-from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
-from pipecat.transports.smallwebrtc.request_handler import (
-    IceCandidate,
-    SmallWebRTCPatchRequest,
-    SmallWebRTCRequest,
-    SmallWebRTCRequestHandler,
-)
-from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
@@ -40,8 +38,12 @@ from voicebot.providers.tts.stage import output_sample_rate
 from voicebot.server.drain import Drain
 from voicebot.session import run_session
 
-if TYPE_CHECKING:  # the server package imports this module
-    from voicebot.server.limits import SessionGuard
+if TYPE_CHECKING:
+    from pipecat.transports.smallwebrtc import request_handler as pipecat_webrtc
+    from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
+    from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
+
+    from voicebot.server.limits import SessionGuard  # the server package imports this module
 
 ModelsGetter = Callable[[], SharedModels | None]
 
@@ -49,6 +51,60 @@ ModelsGetter = Callable[[], SharedModels | None]
 STARTED_SESSION_TTL_SECS = 300.0
 # Far more than one server has sessions for; only a flood of `/start` posts reaches it.
 MAX_STARTED_SESSIONS = 10_000
+
+
+# The offer routes' bodies: field for field Pipecat's dataclasses of the same names in
+# pipecat.transports.smallwebrtc.request_handler (tests/test_startup_imports.py compares
+# them), declared here because importing Pipecat's module imports aiortc.
+@dataclass
+class SmallWebRTCRequest:
+    sdp: str
+    type: str
+    pc_id: str | None = None
+    restart_pc: bool | None = None
+    request_data: Any | None = None
+
+
+@dataclass
+class IceCandidate:
+    candidate: str
+    sdp_mid: str
+    sdp_mline_index: int
+
+
+@dataclass
+class SmallWebRTCPatchRequest:
+    pc_id: str
+    candidates: list[IceCandidate]
+
+
+@dataclass(frozen=True)
+class SmallWebRTC:
+    """Pipecat's SmallWebRTC classes, imported on first use (they import aiortc)."""
+
+    handler: pipecat_webrtc.SmallWebRTCRequestHandler
+    transport: type[SmallWebRTCTransport]
+
+    @staticmethod
+    def load() -> SmallWebRTC:
+        from pipecat.transports.smallwebrtc.request_handler import SmallWebRTCRequestHandler
+        from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
+
+        return SmallWebRTC(SmallWebRTCRequestHandler(), SmallWebRTCTransport)
+
+    def offer(self, offer: SmallWebRTCRequest) -> pipecat_webrtc.SmallWebRTCRequest:
+        from pipecat.transports.smallwebrtc.request_handler import SmallWebRTCRequest
+
+        return SmallWebRTCRequest(**dataclasses.asdict(offer))
+
+    def patch(self, patch: SmallWebRTCPatchRequest) -> pipecat_webrtc.SmallWebRTCPatchRequest:
+        from pipecat.transports.smallwebrtc.request_handler import (
+            IceCandidate,
+            SmallWebRTCPatchRequest,
+        )
+
+        candidates = [IceCandidate(**dataclasses.asdict(c)) for c in patch.candidates]
+        return SmallWebRTCPatchRequest(pc_id=patch.pc_id, candidates=candidates)
 
 
 class StartedSessions:
@@ -105,7 +161,7 @@ class WebRTCRoutes:
         self.metrics = metrics
         self.guard = guard
         self.drain = drain or Drain()
-        self.handler = SmallWebRTCRequestHandler()
+        self._webrtc: SmallWebRTC | None = None
         self.sessions: set[asyncio.Task[None]] = set()
         # Offers answered within the connect timeout, each with its watchdog.
         self.pending: dict[SmallWebRTCConnection, asyncio.Task[None]] = {}
@@ -114,6 +170,14 @@ class WebRTCRoutes:
         self.started = StartedSessions()
         self.get_models = get_models
         self.router = _build_router(self, get_models, settings)
+
+    async def smallwebrtc(self) -> SmallWebRTC:
+        """Pipecat's SmallWebRTC, imported in a thread on first use so sessions keep their audio."""
+        if self._webrtc is None:
+            loaded = await asyncio.to_thread(SmallWebRTC.load)
+            if self._webrtc is None:  # another offer may have loaded it meanwhile
+                self._webrtc = loaded
+        return self._webrtc
 
     def ready_models(self) -> SharedModels:
         """The warm models, or HTTP 503 with Retry-After while loading or draining."""
@@ -168,7 +232,8 @@ class WebRTCRoutes:
         """Hang up every peer connection and end their sessions (server shutdown)."""
         for watchdog in list(self.pending.values()):
             watchdog.cancel()
-        await self.handler.close()
+        if self._webrtc is not None:
+            await self._webrtc.handler.close()
         for task in list(self.sessions):
             task.cancel()
         logger.info("webrtc connections closed")
@@ -176,7 +241,6 @@ class WebRTCRoutes:
 
 def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Settings) -> APIRouter:
     router = APIRouter()
-    handler = owner.handler
     sessions = owner.sessions
     started = owner.started
     ready_models = owner.ready_models
@@ -184,6 +248,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
     async def answer(
         offer: SmallWebRTCRequest, session_id: str, request: Request
     ) -> dict[str, str]:
+        webrtc = await owner.smallwebrtc()
         models = ready_models()
         if offer.pc_id is None:  # a new peer, not a renegotiation
             owner.admit_offer()
@@ -201,7 +266,7 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
 
             sample_rate = output_sample_rate(settings, models)
             await send_event(ReadyEvent(session_id=session_id, sample_rate=sample_rate))
-            transport = SmallWebRTCTransport(
+            transport = webrtc.transport(
                 webrtc_connection=connection,
                 params=TransportParams(
                     audio_in_enabled=True,
@@ -243,8 +308,8 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
             task.add_done_callback(lambda _task: slot.release())
 
         try:
-            result = await handler.handle_web_request(
-                request=offer, webrtc_connection_callback=start
+            result = await webrtc.handler.handle_web_request(
+                request=webrtc.offer(offer), webrtc_connection_callback=start
             )
         finally:
             if not claimed:
@@ -259,7 +324,8 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
 
     @router.patch("/api/offer")
     async def ice_candidates(request: SmallWebRTCPatchRequest) -> dict[str, str]:
-        await handler.handle_patch_request(request)
+        webrtc = await owner.smallwebrtc()
+        await webrtc.handler.handle_patch_request(webrtc.patch(request))
         return {"status": "success"}
 
     @router.post("/sessions/{session_id}/api/offer")
@@ -290,7 +356,8 @@ def _build_router(owner: WebRTCRoutes, get_models: ModelsGetter, settings: Setti
             raise HTTPException(
                 status_code=400, detail=f"invalid ICE candidate request: {e}"
             ) from e
-        await handler.handle_patch_request(patch)
+        webrtc = await owner.smallwebrtc()
+        await webrtc.handler.handle_patch_request(webrtc.patch(patch))
         return {"status": "success"}
 
     return router

@@ -141,10 +141,15 @@ class WhisperEngine:
         return self._decoder.backend.description
 
     def warm(self) -> None:
-        """Decode one second of tone (both paths) so no real utterance pays first-call costs."""
+        """Decode one second of tone so no real utterance pays first-call costs.
+
+        The batched path is warmed too where batches can happen (`max_batch_size` > 1):
+        on a CPU, where auto picks 1, it would only add a second decode to start-up.
+        """
         tone = 0.1 * np.sin(np.linspace(0, 2 * np.pi * 440, SAMPLE_RATE)).astype(np.float32)
         self._decoder.decode([tone])
-        self._decoder.decode([tone, tone])
+        if self.options.max_batch_size > 1:
+            self._decoder.decode([tone, tone])
 
     async def transcribe(self, samples: np.ndarray) -> Transcript:
         """Transcribe float32 mono 16 kHz `samples`, batched with whatever else is waiting.
