@@ -2,11 +2,11 @@
 and a level floor per analysis window in place of Pipecat's smoothed volume, which lags
 ~180 ms behind an onset.
 
-Silero's confidence is what tells words (above 0.95 within 100 ms) from a cough, clicks or
-a noise burst (below 0.3); the start confidence keeps out the onset of a hum, which Silero
-scores up to 0.92 for a quarter of a second; the floor keeps a distant voice (a TV,
-someone across the room) from counting. `processors/barge_in.py` switches a session's VAD
-to these params and back.
+Silero's confidence is what tells words (0.97 and more within 0.2 s of their onset) from a
+cough, clicks or a noise burst (below 0.3); the start confidence keeps out the onset of a
+mains hum, which Silero scores up to 0.9 for a quarter of a second; the floor keeps a
+distant voice (a TV, someone across the room) from counting. `processors/barge_in.py`
+switches a session's VAD to these params and back.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import websockets
 
+from voicebot.bench.barge_in_vad import offline_vad_report
 from voicebot.config import Settings
 from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, decode_event
 from voicebot.tools.client import CHUNK_MS, first_voiced_sample
@@ -309,6 +310,10 @@ async def run_barge_in_bench(
         }
 
     request, intruders = await asyncio.to_thread(prepare)
+    offline = await offline_vad_report(settings, intruders)
+    for label, part in offline.items():
+        summary = {k: v for k, v in part.items() if k != "delays_ms"}
+        print(json.dumps({"vad_offline": label, **summary}), flush=True)
     cases: list[dict[str, Any]] = []
 
     async def measure(ws_url: str) -> None:
@@ -346,6 +351,8 @@ async def run_barge_in_bench(
             "errors": sum("error" in c for c in cases),
         },
         "cases": cases,
+        # The VAD's decision alone, with no server and whatever the machine's load.
+        "vad_offline": offline,
     }
     await asyncio.to_thread(write_report, output, report)
     return report
