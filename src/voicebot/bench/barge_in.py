@@ -214,13 +214,15 @@ def noise_intruders(seed: int = 7) -> dict[str, np.ndarray]:
 
     def hum() -> np.ndarray:
         t = np.arange(int(1.5 * rate)) / rate
-        return sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)).astype(np.float32)
+        harmonics: np.ndarray = np.sum([np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)], 0)
+        return harmonics.astype(np.float32)
 
     def music() -> np.ndarray:
         t = np.arange(int(1.5 * rate)) / rate
         tremolo = 1 + 0.3 * np.sin(2 * np.pi * 5 * t)
-        chord = sum(np.sin(2 * np.pi * hz * t) for hz in (262, 330, 392, 523))
-        return (chord * tremolo).astype(np.float32)
+        chord: np.ndarray = np.sum([np.sin(2 * np.pi * hz * t) for hz in (262, 330, 392, 523)], 0)
+        out: np.ndarray = (chord * tremolo).astype(np.float32)
+        return out
 
     def scaled(x: np.ndarray, peak_dbfs: float) -> np.ndarray:
         peak = float(np.max(np.abs(x))) or 1.0
