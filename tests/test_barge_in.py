@@ -206,7 +206,8 @@ async def test_silero_with_barge_in_params_hears_words_sooner_and_noise_never(
                 SharedSileroVADAnalyzer(session=session, params=NORMAL), pcm, lead
             )
             if name.startswith("noise"):
-                assert barge_in is None and normal is None, (name, lead)
+                # (The normal params themselves take a hum's onset for speech at one offset.)
+                assert barge_in is None, (name, lead)
             else:
                 assert barge_in is not None and normal is not None, (name, lead)
                 assert barge_in < normal, (name, lead)
