@@ -269,6 +269,22 @@ def _known_provider(stage: Literal["stt", "llm", "tts"], value: str | None) -> s
     return value
 
 
+class BargeInSettings(_Section):
+    """How the VAD listens while the bot speaks, so words cut it off quickly."""
+
+    # Off: the VAD keeps its normal settings while the bot speaks.
+    enabled: bool = True
+    # Speech needed before the bot is interrupted (Silero judges 32 ms windows: 0.1 = 3).
+    start_secs: float = Field(0.1, ge=0.0)
+    # Confidence each of those windows needs (`vad.confidence` decides once speech has
+    # started). Words reach 0.97 within 0.2 s; the onset of a mains hum scores up to 0.9.
+    start_confidence: float = Field(0.95, ge=0.0, le=1.0)
+    # Windows quieter than this are not speech, whatever the model says: a voice across
+    # the room stays background. Replaces `vad.min_volume`, whose 400 ms smoothed volume
+    # takes ~180 ms to rise from silence.
+    min_level_dbfs: float = Field(-45.0, le=0.0)
+
+
 class VADSettings(_Section):
     # silero (bundled model) or energy (RMS level: no model, for very constrained hosts).
     provider: Literal["silero", "energy"] = "silero"
@@ -276,6 +292,7 @@ class VADSettings(_Section):
     start_secs: float = Field(0.2, ge=0.0)
     stop_secs: float = Field(0.2, ge=0.0)
     min_volume: float = Field(0.6, ge=0.0, le=1.0)
+    barge_in: BargeInSettings = BargeInSettings()
 
 
 class TurnSettings(_Section):

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.frames.frames import Frame
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
@@ -44,6 +44,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
         "pipecat.audio.vad.silero.SileroVADAnalyzer",
         ("_model", "_windows_since_reset", "_low_confidence_windows"),
     ),
+    "vad_speech_started": ("pipecat.audio.vad.vad_analyzer.VADAnalyzer", ("_vad_state",)),
     "init_shared_smart_turn": (
         "pipecat.audio.turn.smart_turn.local_smart_turn_v3.LocalSmartTurnAnalyzerV3",
         ("_session", "_log_data"),
@@ -105,6 +106,15 @@ def init_shared_silero_analyzer(
     analyzer._model = model
     analyzer._windows_since_reset = 0
     analyzer._low_confidence_windows = 0
+
+
+def vad_speech_started(analyzer: VADAnalyzer) -> bool:
+    """Whether a VAD analyzer is past its start window (SPEAKING or STOPPING, `_vad_state`).
+
+    Read from inside `voice_confidence`, that is the state before the window being scored.
+    """
+    state = getattr(analyzer, "_vad_state", VADState.QUIET)  # set by set_sample_rate
+    return state in (VADState.SPEAKING, VADState.STOPPING)
 
 
 def init_shared_smart_turn(

@@ -22,12 +22,14 @@ from pipecat.turns.user_stop import (
 )
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+from voicebot.audio.barge_in import BargeInVADParams, barge_in_params
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.audio.smart_turn import SharedSmartTurnAnalyzer
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.observability.rtvi import VoicebotRTVIProcessor
+from voicebot.processors.barge_in import BargeInVADSwitch
 from voicebot.processors.filler import LateReplyFiller
 from voicebot.processors.history import HistoryLimiter
 from voicebot.processors.input_audio import InputAudioStop
@@ -39,13 +41,32 @@ from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStr
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
 
-def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
-    params = VADParams(
+def vad_params(settings: Settings) -> tuple[VADParams, BargeInVADParams | None]:
+    """The VAD's params, and those it listens with while the bot speaks (None: the same)."""
+    normal = VADParams(
         confidence=settings.vad.confidence,
         start_secs=settings.vad.start_secs,
         stop_secs=settings.vad.stop_secs,
         min_volume=settings.vad.min_volume,
     )
+    barge_in = settings.vad.barge_in
+    if not barge_in.enabled:
+        return normal, None
+    return normal, barge_in_params(
+        normal,
+        start_secs=barge_in.start_secs,
+        start_confidence=barge_in.start_confidence,
+        min_level_dbfs=barge_in.min_level_dbfs,
+    )
+
+
+def _barge_in_switch(settings: Settings) -> list[BargeInVADSwitch]:
+    normal, barge_in = vad_params(settings)
+    return [] if barge_in is None else [BargeInVADSwitch(normal=normal, barge_in=barge_in)]
+
+
+def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
+    params, _ = vad_params(settings)
     if settings.vad.provider == "energy":
         return EnergyVADAnalyzer(params=params)
     assert models.silero_session is not None, "SharedModels.load(settings) loads Silero"
@@ -136,6 +157,8 @@ def build_worker(
             stt,
             aggregators.user(),
             InputAudioStop(),
+            # While the bot speaks, the VAD listens with `vad.barge_in` (words cut it off sooner).
+            *_barge_in_switch(settings),
             history,
             llm,
             *filler,

@@ -6,11 +6,17 @@ state that must not be shared lives in each analyzer's `SileroOnnxModel` wrapper
 
 from __future__ import annotations
 
+import numpy as np
 import onnxruntime
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 
-from voicebot.pipecat_compat import adopt_silero_session, init_shared_silero_analyzer
+from voicebot.audio.barge_in import BargeInGate
+from voicebot.pipecat_compat import (
+    adopt_silero_session,
+    init_shared_silero_analyzer,
+    vad_speech_started,
+)
 
 
 class SileroStream(SileroOnnxModel):
@@ -22,7 +28,10 @@ class SileroStream(SileroOnnxModel):
 
 
 class SharedSileroVADAnalyzer(SileroVADAnalyzer):
-    """Pipecat's Silero VAD analyzer over a shared ONNX session (no model load per session)."""
+    """Pipecat's Silero VAD analyzer over a shared ONNX session (no model load per session).
+
+    Honours `BargeInVADParams` (see audio/barge_in.py).
+    """
 
     def __init__(
         self,
@@ -31,7 +40,20 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         sample_rate: int | None = None,
         params: VADParams | None = None,
     ) -> None:
+        self._barge_in = BargeInGate()
         # SileroVADAnalyzer.__init__ loads the model file; this borrows the shared session.
         init_shared_silero_analyzer(
             self, SileroStream(session), sample_rate=sample_rate, params=params
+        )
+        self._barge_in.update(self.params)
+
+    def set_params(self, params: VADParams) -> None:
+        super().set_params(params)
+        self._barge_in.update(params)
+
+    def voice_confidence(self, buffer: bytes) -> float:
+        # The model hears every window, so its recurrent state stays continuous.
+        confidence = np.asarray(super().voice_confidence(buffer)).item()
+        return self._barge_in.apply(
+            float(confidence), buffer, speech_started=vad_speech_started(self)
         )

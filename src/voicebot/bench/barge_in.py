@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import websockets
 
+from voicebot.bench.barge_in_vad import offline_vad_report
 from voicebot.config import Settings
 from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, decode_event
 from voicebot.tools.client import CHUNK_MS, first_voiced_sample
@@ -172,7 +173,10 @@ SPEECH_INTRUDERS: tuple[tuple[str, str, str, int], ...] = (
 
 
 def noise_intruders(seed: int = 7) -> dict[str, np.ndarray]:
-    """Sounds that are not words, 16 kHz int16: none of them should stop the bot."""
+    """Sounds that are not words, 16 kHz int16: none of them should stop the bot.
+
+    Silero scores every one of them below 0.3 (words score above 0.9).
+    """
     rng = np.random.default_rng(seed)
     rate = INPUT_SAMPLE_RATE
 
@@ -208,6 +212,18 @@ def noise_intruders(seed: int = 7) -> dict[str, np.ndarray]:
         t = np.arange(int(0.35 * rate)) / rate
         return (np.sin(2 * np.pi * 70 * t) * np.exp(-t / 0.08)).astype(np.float32)
 
+    def hum() -> np.ndarray:
+        t = np.arange(int(1.5 * rate)) / rate
+        harmonics: np.ndarray = np.sum([np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)], 0)
+        return harmonics.astype(np.float32)
+
+    def music() -> np.ndarray:
+        t = np.arange(int(1.5 * rate)) / rate
+        tremolo = 1 + 0.3 * np.sin(2 * np.pi * 5 * t)
+        chord: np.ndarray = np.sum([np.sin(2 * np.pi * hz * t) for hz in (262, 330, 392, 523)], 0)
+        out: np.ndarray = (chord * tremolo).astype(np.float32)
+        return out
+
     def scaled(x: np.ndarray, peak_dbfs: float) -> np.ndarray:
         peak = float(np.max(np.abs(x))) or 1.0
         y = x / peak * 10 ** (peak_dbfs / 20)
@@ -221,7 +237,35 @@ def noise_intruders(seed: int = 7) -> dict[str, np.ndarray]:
         "noise-clicks": scaled(clicks(6, 0.12), -3),
         "noise-typing": scaled(typing(), -6),
         "noise-thump": scaled(thump(), -3),
+        "noise-hum": scaled(hum(), -10),
+        "noise-music": scaled(music(), -6),
     }
+
+
+# A voice across the room: words, but far quieter than the person at the microphone.
+DISTANT_VOICE = (
+    "noise-distant-voice",
+    "The weather will be sunny and warm tomorrow.",
+    "en-gb",
+    160,
+)
+DISTANT_VOICE_PEAK_DBFS = -40.0
+
+
+def distant_voice(folder: Path) -> dict[str, np.ndarray]:
+    """Background talk (needs Debian's espeak-ng): it should not stop the bot either."""
+    from voicebot.tools import voice_set
+    from voicebot.tools.client import load_pcm16k
+
+    name, text, voice, speed = DISTANT_VOICE
+    path = folder / f"{name}.wav"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        voice_set.speak(text, voice, speed, path)
+    pcm = load_pcm16k(path).astype(np.float32)
+    peak = float(np.max(np.abs(pcm))) or 1.0
+    quiet: np.ndarray = (pcm / peak * 32767 * 10 ** (DISTANT_VOICE_PEAK_DBFS / 20)).astype(np.int16)
+    return {name: quiet}
 
 
 def speech_intruders(folder: Path, voices: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -264,9 +308,14 @@ async def run_barge_in_bench(
         return load_pcm16k(folder / "request.wav"), {
             **speech_intruders(folder),
             **noise_intruders(),
+            **distant_voice(folder),
         }
 
     request, intruders = await asyncio.to_thread(prepare)
+    offline = await offline_vad_report(settings, intruders)
+    for label, part in offline.items():
+        summary = {k: v for k, v in part.items() if k != "delays_ms"}
+        print(json.dumps({"vad_offline": label, **summary}), flush=True)
     cases: list[dict[str, Any]] = []
 
     async def measure(ws_url: str) -> None:
@@ -304,6 +353,8 @@ async def run_barge_in_bench(
             "errors": sum("error" in c for c in cases),
         },
         "cases": cases,
+        # The VAD's decision alone, with no server and whatever the machine's load.
+        "vad_offline": offline,
     }
     await asyncio.to_thread(write_report, output, report)
     return report
