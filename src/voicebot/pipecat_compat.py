@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.frames.frames import Frame
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
@@ -43,6 +43,10 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "init_shared_silero_analyzer": (
         "pipecat.audio.vad.silero.SileroVADAnalyzer",
         ("_model", "_windows_since_reset", "_low_confidence_windows"),
+    ),
+    "buffer_short_of_vad_window": (
+        "pipecat.audio.vad.vad_analyzer.VADAnalyzer",
+        ("_vad_buffer", "_vad_frames_num_bytes", "_run_analyzer"),
     ),
     "init_shared_smart_turn": (
         "pipecat.audio.turn.smart_turn.local_smart_turn_v3.LocalSmartTurnAnalyzerV3",
@@ -101,6 +105,17 @@ def init_shared_silero_analyzer(
     analyzer._model = model
     analyzer._windows_since_reset = 0
     analyzer._low_confidence_windows = 0
+
+
+def buffer_short_of_vad_window(analyzer: VADAnalyzer, audio: bytes) -> VADState | None:
+    """Buffer `audio` and return the unchanged VAD state if it completes no window yet.
+
+    None when a window is complete: then the model must run (`analyze_audio`). Short of a
+    window, `VADAnalyzer._run_analyzer` only appends to its buffer, so it is done here.
+    """
+    if len(analyzer._vad_buffer) + len(audio) >= analyzer._vad_frames_num_bytes:
+        return None
+    return analyzer._run_analyzer(audio)
 
 
 def init_shared_smart_turn(
