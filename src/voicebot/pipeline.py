@@ -28,6 +28,7 @@ from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.audio.smart_turn import SharedSmartTurnAnalyzer
 from voicebot.config import Settings
 from voicebot.models import SharedModels
+from voicebot.observability.observer_group import ObserverGroup
 from voicebot.observability.rtvi import VoicebotRTVIProcessor
 from voicebot.processors.barge_in import BargeInVADSwitch
 from voicebot.processors.filler import LateReplyFiller
@@ -174,11 +175,14 @@ def build_worker(
             audio_out_sample_rate=output_sample_rate(settings, models),
             enable_metrics=True,
         ),
-        observers=list(observers),
+        # One observer task for all of the session's observers instead of one each.
+        observers=[ObserverGroup(observers)] if observers else [],
         enable_rtvi=enable_rtvi,
         # RTVI clients must not get a cut-off reply's left-over text with the next reply.
         rtvi_processor=VoicebotRTVIProcessor() if enable_rtvi else None,
         # Spans go to the tracer provider voicebot.observability.tracing set up at start.
         enable_tracing=settings.observability.tracing.enabled,
+        # Pipecat's turn tracking feeds its tracing only; off, it is one observer task less.
+        enable_turn_tracking=settings.observability.tracing.enabled,
         conversation_id=conversation_id,
     )
