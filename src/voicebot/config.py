@@ -246,6 +246,9 @@ class TTSSettings(_Section):
     # A reply's first piece goes to TTS at its first clause break once it has this many
     # words, instead of waiting for the whole first sentence (0: whole sentences only).
     first_clause_words: int = Field(4, ge=0)
+    # While Piper on the CPU synthesises a reply's first chunk, an in-process LLM pauses
+    # between tokens (at most 1 s), so the first audio gets the cores.
+    first_audio_priority: bool = True
     # A cloud TTS that has not produced audio this long after being asked is abandoned,
     # and the same text is spoken by `fallback`.
     first_audio_timeout_secs: float = Field(2.0, gt=0.0)

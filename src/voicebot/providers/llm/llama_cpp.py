@@ -26,6 +26,7 @@ from voicebot.providers.llm.local import (
     reply_options,
 )
 from voicebot.providers.spec import ProviderSpec
+from voicebot.threads import FIRST_AUDIO
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -190,6 +191,8 @@ class LlamaCppLLMService(LocalLLMService):
                 text = chunk["choices"][0]["delta"].get("content")
                 if text:
                     emit(text)
+                    # Yield the cores while a reply's first audio is synthesised.
+                    FIRST_AUDIO.wait()
 
 
 def _model_file(settings: Settings) -> Path:

@@ -16,6 +16,7 @@ from voicebot import model_files
 from voicebot.audio.pcm import trim_leading_silence
 from voicebot.providers.spec import ProviderSpec
 from voicebot.providers.tts.sentence import REPLY_PAUSE_LIMIT_S, SentenceTTSService
+from voicebot.threads import FIRST_AUDIO, FirstAudioPriority
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -42,7 +43,14 @@ class PiperTTSService(SentenceTTSService):
     Settings = PiperTTSSettings
     _settings: PiperTTSSettings
 
-    def __init__(self, *, voice: PiperVoice, voice_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        voice: PiperVoice,
+        voice_name: str,
+        first_audio: FirstAudioPriority | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("stop_frame_timeout_s", REPLY_PAUSE_LIMIT_S)
         super().__init__(
             push_start_frame=True,
@@ -51,15 +59,27 @@ class PiperTTSService(SentenceTTSService):
             **kwargs,
         )
         self._voice = voice
+        # Local LLMs hold still while a reply's first chunk is synthesised (CPU only).
+        self._first_audio = first_audio
+        self._last_context: str | None = None
 
     def can_generate_metrics(self) -> bool:
         return True
 
-    async def _chunks(self, text: str) -> AsyncIterator[bytes]:
+    def _next_chunk(self, chunks: Iterator[Any], first: bool) -> Any:
+        """The next chunk (on a worker thread); a reply's first is made with LLMs held."""
+        if first and self._first_audio is not None:
+            with self._first_audio.synthesising():
+                return next(chunks, None)
+        return next(chunks, None)
+
+    async def _chunks(self, text: str, *, reply_start: bool = False) -> AsyncIterator[bytes]:
         chunks: Iterator[Any] = iter(self._voice.synthesize(text))
         rate = self._voice.config.sample_rate
         leading = True
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        while (
+            chunk := await asyncio.to_thread(self._next_chunk, chunks, leading and reply_start)
+        ) is not None:
             audio = chunk.audio_int16_bytes
             if leading:
                 # Piper starts every utterance with ~40-50 ms of silence.
@@ -72,9 +92,11 @@ class PiperTTSService(SentenceTTSService):
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Synthesise `text`, yielding audio frames as each Piper chunk is ready."""
         await self.start_tts_usage_metrics(text)
+        # The first text of a reply (a new context) is what the person is waiting for.
+        reply_start, self._last_context = context_id != self._last_context, context_id
         try:
             async for frame in self._stream_audio_frames_from_iterator(
-                self._chunks(text),
+                self._chunks(text, reply_start=reply_start),
                 in_sample_rate=self._voice.config.sample_rate,
                 context_id=context_id,
             ):
@@ -120,7 +142,13 @@ SPEC = ProviderSpec(
     check=_check,
     load=_load,
     warm=_warm,
-    build=lambda settings, voice: PiperTTSService(voice=voice, voice_name=settings.tts.piper.voice),
+    build=lambda settings, voice: PiperTTSService(
+        voice=voice,
+        voice_name=settings.tts.piper.voice,
+        first_audio=FIRST_AUDIO
+        if settings.tts.first_audio_priority and settings.tts.device != "cuda"
+        else None,
+    ),
     describe=lambda settings: settings.tts.piper.voice,
     sample_rate=lambda _settings, voice: int(voice.config.sample_rate),
     synthesize=_synthesize,
