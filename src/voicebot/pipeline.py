@@ -39,6 +39,7 @@ from voicebot.providers import spec as providers
 from voicebot.providers.llm.stage import build_llm
 from voicebot.providers.tts.stage import build_tts, output_sample_rate
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
+from voicebot.turns.smart_turn_after_transcript import SmartTurnAfterTranscriptStopStrategy
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
 
@@ -90,7 +91,11 @@ def _turn_stop_strategies(
             session=models.smart_turn_session,
             params=SmartTurnParams(stop_secs=settings.turn.max_silence_secs),
         )
-        pause = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)
+        pause = (
+            SmartTurnAfterTranscriptStopStrategy(turn_analyzer=analyzer)
+            if meaning and settings.turn.smart_turn_after_transcript
+            else TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)
+        )
     else:
         pause = SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.vad.stop_secs)
     if settings.turn.speculative:
