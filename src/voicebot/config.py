@@ -304,10 +304,6 @@ class TurnSettings(_Section):
     end_on_complete_transcript: bool = True
     # smart-turn v3 decides whether a pause ends the turn; without it, VAD silence does.
     smart_turn: bool = True
-    # smart-turn is asked only about a pause whose transcript does not read complete,
-    # after Whisper, instead of beside it at every VAD stop (on a 2-core CPU the two
-    # compete and the transcript comes later). Needs end_on_complete_transcript.
-    smart_turn_after_transcript: bool = True
     # Longest silence smart-turn may wait out when it judges the turn unfinished.
     max_silence_secs: float = Field(2.0, gt=0.0)
     # While smart-turn or the silence limit weigh a pause, the LLM already answers the

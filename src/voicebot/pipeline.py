@@ -39,7 +39,6 @@ from voicebot.providers import spec as providers
 from voicebot.providers.llm.stage import build_llm
 from voicebot.providers.tts.stage import build_tts, output_sample_rate
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
-from voicebot.turns.smart_turn_after_transcript import SmartTurnAfterTranscriptStopStrategy
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
 
@@ -91,11 +90,7 @@ def _turn_stop_strategies(
             session=models.smart_turn_session,
             params=SmartTurnParams(stop_secs=settings.turn.max_silence_secs),
         )
-        pause = (
-            SmartTurnAfterTranscriptStopStrategy(turn_analyzer=analyzer)
-            if meaning and settings.turn.smart_turn_after_transcript
-            else TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)
-        )
+        pause = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)
     else:
         pause = SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.vad.stop_secs)
     if settings.turn.speculative:
