@@ -127,6 +127,11 @@ class WhisperSettings(_Section):
     # Longer utterances are cut to their first N seconds (Whisper's window is 30 s).
     max_utterance_secs: float = Field(30.0, gt=0.0, le=30.0)
     cpu_threads: int = Field(0, ge=0)
+    # Start transcribing once the VAD has heard this much silence, instead of at its stop
+    # (`vad.stop_secs`); the result is used when the stop confirms the pause with no
+    # speech in between, dropped otherwise. 0 = start at the stop; a value of
+    # `vad.stop_secs` or more never starts early.
+    early_start_secs: float = Field(0.1, ge=0.0)
 
 
 class STTSettings(_Section):

@@ -80,6 +80,10 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
         "pipecat.services.stt_service.SegmentedSTTService",
         ("_segment_task", "_cancel_segment_task"),
     ),
+    "segment_so_far": (
+        "pipecat.services.stt_service.SegmentedSTTService",
+        ("_audio_buffer", "_trailing_silence"),
+    ),
     "close_silent_reply_context": (
         "pipecat.services.tts_service.TTSService",
         ("_turn_context_id", "_is_yielding_frames_synchronously"),
@@ -246,6 +250,12 @@ async def cancel_stt_segment_task(service: SegmentedSTTService) -> None:
     """
     if service._segment_task is not None:
         await service._cancel_segment_task()
+
+
+def segment_so_far(service: SegmentedSTTService) -> tuple[bytes, bytes]:
+    """The audio a segmented STT has buffered for the segment under way, and the silence
+    it pads a segment with before transcription (`trailing_silence_secs`)."""
+    return bytes(service._audio_buffer), service._trailing_silence()
 
 
 def is_routine_warning(name: str | None, message: str) -> bool:

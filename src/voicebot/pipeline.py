@@ -24,6 +24,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voicebot.audio.barge_in import BargeInVADParams, barge_in_params
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
+from voicebot.audio.silence_onset import SilenceOnset, StartsOnPauses
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.audio.smart_turn import SharedSmartTurnAnalyzer
 from voicebot.config import Settings
@@ -72,6 +73,17 @@ def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
         return EnergyVADAnalyzer(params=params)
     assert models.silero_session is not None, "SharedModels.load(settings) loads Silero"
     return SharedSileroVADAnalyzer(session=models.silero_session, params=params)
+
+
+def _start_stt_on_pauses(settings: Settings, vad: VADAnalyzer, stt: object) -> None:
+    """Let the STT start on a pause `stt.whisper.early_start_secs` into it (see
+    audio/silence_onset.py), when that comes before the VAD's stop."""
+    early_s = settings.stt.whisper.early_start_secs
+    if not 0 < early_s < settings.vad.stop_secs or not isinstance(stt, StartsOnPauses):
+        return
+    if isinstance(vad, SharedSileroVADAnalyzer | EnergyVADAnalyzer):
+        vad.silence_onset = SilenceOnset(early_s, settings.vad.stop_secs)
+        stt.start_on_pauses(vad.silence_onset)
 
 
 def _turn_stop_strategies(
@@ -141,6 +153,7 @@ def build_worker(
     )
 
     vad = _vad_analyzer(settings, models)
+    _start_stt_on_pauses(settings, vad, stt)
     context = LLMContext()
     aggregators = LLMContextAggregatorPair(
         context,

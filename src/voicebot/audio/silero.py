@@ -12,6 +12,7 @@ from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 
 from voicebot.audio.barge_in import BargeInGate
+from voicebot.audio.silence_onset import SilenceOnset
 from voicebot.pipecat_compat import (
     adopt_silero_session,
     buffer_short_of_vad_window,
@@ -31,7 +32,8 @@ class SileroStream(SileroOnnxModel):
 class SharedSileroVADAnalyzer(SileroVADAnalyzer):
     """Pipecat's Silero VAD analyzer over a shared ONNX session (no model load per session).
 
-    Honours `BargeInVADParams` (see audio/barge_in.py).
+    Honours `BargeInVADParams` (see audio/barge_in.py) and reports each chunk's state to
+    `silence_onset` when one is set (see audio/silence_onset.py).
     """
 
     def __init__(
@@ -42,6 +44,8 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         params: VADParams | None = None,
     ) -> None:
         self._barge_in = BargeInGate()
+        # Told each chunk's state, so the STT can start on a pause before the stop.
+        self.silence_onset: SilenceOnset | None = None
         # SileroVADAnalyzer.__init__ loads the model file; this borrows the shared session.
         init_shared_silero_analyzer(
             self, SileroStream(session), sample_rate=sample_rate, params=params
@@ -64,6 +68,8 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         # complete a 32 ms window only joins the buffer, so that costs a thread hand-off
         # (two wake-ups) for nothing on 3 chunks in 8. The model still runs off the loop.
         state = buffer_short_of_vad_window(self, buffer)
-        if state is not None:
-            return state
-        return await super().analyze_audio(buffer)
+        if state is None:
+            state = await super().analyze_audio(buffer)
+        if self.silence_onset is not None:
+            self.silence_onset.observe(state, len(buffer) / 2 / self.sample_rate)
+        return state

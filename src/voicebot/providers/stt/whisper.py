@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,13 +18,18 @@ from pipecat.utils.time import time_now_iso8601
 from voicebot import model_files
 from voicebot.errors import ConfigError
 from voicebot.observability.metrics_data import RTFMetricsData
-from voicebot.pipecat_compat import adopt_whisper_model, cancel_stt_segment_task
+from voicebot.pipecat_compat import (
+    adopt_whisper_model,
+    cancel_stt_segment_task,
+    segment_so_far,
+)
 from voicebot.providers.llm.local import cpu_threads
 from voicebot.providers.spec import ProviderSpec
 from voicebot.providers.stt.whisper_decode import WhisperBackend
-from voicebot.providers.stt.whisper_engine import EngineOptions, WhisperEngine
+from voicebot.providers.stt.whisper_engine import EngineOptions, Transcript, WhisperEngine
 
 if TYPE_CHECKING:
+    from voicebot.audio.silence_onset import SilenceOnset
     from voicebot.config import Settings
 
 
@@ -38,6 +46,11 @@ class FasterWhisperSTTService(WhisperSTTService):
 
     def __init__(self, *, engine: WhisperEngine, language: str = "en", **kwargs: Any) -> None:
         self._engine = engine
+        # A transcription started when a pause began (`on_silence`): the segment's audio
+        # so far, and the engine's future for it.
+        self._early: tuple[bytes, Future[Transcript]] | None = None
+        self._rest_of_pause_s = 0.0
+        self.early = EarlyStarts()
         super().__init__(
             # Whisper tiny.en on 2 CPU cores: ~0.3 s for a short question, ~0.6 s worst case.
             ttfs_p99_latency=0.6,
@@ -52,6 +65,7 @@ class FasterWhisperSTTService(WhisperSTTService):
     async def cleanup(self) -> None:
         # A session torn down mid-turn may never pass this service a CancelFrame.
         await cancel_stt_segment_task(self)
+        self._drop_early()
         await super().cleanup()
 
     def _load(self) -> None:
@@ -60,12 +74,59 @@ class FasterWhisperSTTService(WhisperSTTService):
         if unsupported:
             raise ValueError(unsupported)
 
+    def start_on_pauses(self, onset: SilenceOnset) -> None:
+        """Start transcribing when `onset` tells of a pause (see `on_silence`)."""
+        self._rest_of_pause_s = onset.rest_secs
+        onset.subscribe(self.on_silence)
+
+    def on_silence(self, silent: bool) -> None:
+        """A pause began: transcribe the segment so far. Speech came back: drop that.
+
+        Called by the session's `SilenceOnset` (audio/silence_onset.py) on the event loop.
+        The audio so far is followed by the rest of the pause as silence and then the
+        padding Pipecat adds at the stop, so Whisper hears a segment as long as the one
+        the stop will give: a shorter one changed the words on 4 of 16 unseen utterances
+        (Whisper tiny.en reacts to 80 ms more or less of trailing zeros), this one on 2,
+        by 20 ms of length. At the stop, `run_stt` uses the result when the segment
+        starts with that audio: the rest was silence to the VAD, or speech would have
+        withdrawn it.
+        """
+        self._drop_early()
+        if not silent:
+            return
+        so_far, padding = segment_so_far(self)
+        if so_far:
+            rest_of_pause = bytes(2 * round(self.sample_rate * self._rest_of_pause_s))
+            audio = so_far + rest_of_pause + padding
+            self._early = (so_far, self._engine.submit(_samples(audio)))
+            self.early.started += 1
+
+    def _drop_early(self) -> None:
+        if self._early is not None:
+            self._early[1].cancel()  # dropped if still queued; a running decode finishes
+            self._early = None
+            self.early.dropped += 1
+
+    def _take_early(self, audio: bytes) -> Future[Transcript] | None:
+        """The early transcription of `audio`, if one began on it with nothing said since."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        so_far, future = early
+        if audio.startswith(so_far) and not future.cancelled():
+            self.early.used += 1
+            return future
+        future.cancel()
+        self.early.dropped += 1
+        return None
+
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         """Transcribe one VAD-delimited segment of 16-bit PCM."""
-        samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
+        early = self._take_early(audio)
+        future = early or self._engine.submit(_samples(audio))
         await self.start_processing_metrics()
         try:
-            result = await self._engine.transcribe(samples)
+            result = await asyncio.wrap_future(future)
         except Exception as e:  # ctranslate2 raises RuntimeError for device/compute failures
             await self.push_error(error_msg=f"Whisper transcription failed: {e}", exception=e)
             return
@@ -76,10 +137,26 @@ class FasterWhisperSTTService(WhisperSTTService):
             await self.push_frame(MetricsFrame(data=[rtf]))
         if not result.text:
             return
-        logger.bind(stt_chars=len(result.text), batch=result.batch_size).debug("transcribed")
+        logger.bind(
+            stt_chars=len(result.text), batch=result.batch_size, early=early is not None
+        ).debug("transcribed")
         language = Language(result.language) if result.language else None
         await self._handle_transcription(result.text, True, language)
         yield TranscriptionFrame(result.text, self._user_id, time_now_iso8601(), language)
+
+
+def _samples(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+
+
+@dataclass
+class EarlyStarts:
+    """Transcriptions started when a pause began: `used` at the VAD's stop, `dropped`
+    because speech came back first (or the session ended)."""
+
+    started: int = 0
+    used: int = 0
+    dropped: int = 0
 
 
 def load_engine(settings: Settings) -> WhisperEngine:

@@ -1,0 +1,59 @@
+"""The moment a pause begins, before the VAD confirms it: Whisper can start then.
+
+Pipecat's VAD reports that the person stopped only after `vad.stop_secs` (0.2 s) of
+silence, and a segmented STT starts transcribing only then. The VAD's state machine knows
+earlier: its state turns STOPPING at the first silent window. `SilenceOnset` follows the
+states the session's VAD analyzer returns and tells its listeners when a silence has lasted
+`after_secs` (`stt.early_start_secs`) and when speech came back before the stop. Whisper
+starts on the words so far at the first, and the result is used if the stop confirms the
+pause with no speech in between (`FasterWhisperSTTService`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from pipecat.audio.vad.vad_analyzer import VADState
+
+# listener(True): a silence has lasted `after_secs`; listener(False): speech came back.
+Listener = Callable[[bool], None]
+
+
+class SilenceOnset:
+    """Follows one VAD analyzer's states; sync listeners run on the event loop."""
+
+    def __init__(self, after_secs: float, stop_secs: float) -> None:
+        self.after_secs = after_secs
+        # The silence still to come before the VAD's stop, once listeners are told.
+        self.rest_secs = max(0.0, stop_secs - after_secs)
+        self._listeners: list[Listener] = []
+        self._silent_s = 0.0
+        self._told = False
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def observe(self, state: VADState, seconds: float) -> None:
+        """The state the analyzer returned for a chunk of `seconds` of audio."""
+        if state == VADState.STOPPING:
+            self._silent_s += seconds
+            if not self._told and self._silent_s >= self.after_secs > 0:
+                self._told = True
+                self._tell(True)
+            return
+        if state == VADState.SPEAKING and self._told:
+            self._tell(False)
+        # SPEAKING: the silence is over; QUIET: the VAD confirmed the stop (or none began).
+        self._silent_s, self._told = 0.0, False
+
+    def _tell(self, silent: bool) -> None:
+        for listener in self._listeners:
+            listener(silent)
+
+
+@runtime_checkable
+class StartsOnPauses(Protocol):
+    """An STT that can start on a pause before the VAD's stop."""
+
+    def start_on_pauses(self, onset: SilenceOnset) -> None: ...

@@ -1,0 +1,212 @@
+"""Whisper starts on a pause before the VAD's stop confirms it (`stt.whisper.early_start_secs`).
+
+Fast tests: Pipecat's real user aggregator with the VAD inside (our energy VAD on
+Pipecat's state machine), our Whisper service on Pipecat's segmented STT, and a stand-in
+engine that "transcribes" a segment to its length. The slow test runs the real Silero VAD
+and the real Whisper engine on a spoken question and compares with a start at the stop.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
+from pipecat.frames.frames import Frame, InputAudioRawFrame, TranscriptionFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+from tests.helpers import tweak_whisper, words
+from tests.test_late_transcripts import CHUNK_S, RATE, _audio
+from voicebot.audio.energy_vad import EnergyVADAnalyzer
+from voicebot.audio.silence_onset import SilenceOnset
+from voicebot.audio.silero import SharedSileroVADAnalyzer
+from voicebot.config import Settings
+from voicebot.models import SharedModels
+from voicebot.pipeline import _start_stt_on_pauses
+from voicebot.providers.stt.whisper import FasterWhisperSTTService
+from voicebot.providers.stt.whisper_engine import Transcript, WhisperEngine
+
+
+def test_onset_is_told_after_the_silence_and_withdrawn_when_speech_returns() -> None:
+    told: list[bool] = []
+    onset = SilenceOnset(0.1, 0.2)
+    onset.subscribe(told.append)
+
+    def chunks(state: VADState, seconds: float) -> None:
+        for _ in range(round(seconds / CHUNK_S)):
+            onset.observe(state, CHUNK_S)
+
+    chunks(VADState.SPEAKING, 1.0)
+    chunks(VADState.STOPPING, 0.08)
+    assert told == []  # a gap between words
+    chunks(VADState.SPEAKING, 0.5)
+    chunks(VADState.STOPPING, 0.12)
+    assert told == [True]  # a pause began: start now
+    chunks(VADState.SPEAKING, 0.3)
+    assert told == [True, False]  # it was a pause mid-sentence
+    chunks(VADState.STOPPING, 0.2)
+    chunks(VADState.QUIET, 1.0)
+    assert told == [True, False, True]  # the stop confirmed it: nothing more to tell
+
+    never = SilenceOnset(0.0, 0.2)  # 0 = start at the stop, as Pipecat does
+    never.subscribe(told.append)
+    never.observe(VADState.STOPPING, 0.5)
+    assert told == [True, False, True]
+
+
+class LengthEngine:
+    """Stands in for `WhisperEngine`: a segment's "transcript" is how many seconds of it
+    are voiced (its samples away from zero), so a transcript shows what audio it heard."""
+
+    def __init__(self, decode_s: float = 0.05) -> None:
+        self.model = SimpleNamespace()
+        self.description = {"model": "tiny.en"}
+        self.options = SimpleNamespace(no_speech_prob=0.4)
+        self.decode_s = decode_s
+        self.submitted_s: list[float] = []
+        self._thread = ThreadPoolExecutor(1)
+
+    def submit(self, samples: np.ndarray) -> Future[Transcript]:
+        self.submitted_s.append(len(samples) / RATE)
+        return self._thread.submit(self._decode, samples)
+
+    def _decode(self, samples: np.ndarray) -> Transcript:
+        time.sleep(self.decode_s)
+        voiced_s = float(np.count_nonzero(np.abs(samples) > 0.01)) / RATE
+        text = f"{voiced_s:.2f}"
+        return Transcript(text, "en", len(samples) / RATE, 1.0, 0.1, 1, "tiny.en", "cpu", "int8")
+
+
+class Transcripts(FrameProcessor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, TranscriptionFrame):
+            self.texts.append(frame.text)
+        await self.push_frame(frame, direction)
+
+
+async def transcribe(
+    stt: FasterWhisperSTTService,
+    vad: VADAnalyzer,
+    frames: list[Frame],
+    *,
+    early_start_secs: float,
+) -> list[str]:
+    """Send `frames` through STT -> user aggregator (with `vad`), wired as a session is."""
+    settings = tweak_whisper(Settings(), early_start_secs=early_start_secs)
+    _start_stt_on_pauses(settings, vad, stt)
+    pair = LLMContextAggregatorPair(
+        LLMContext(),
+        user_params=LLMUserAggregatorParams(
+            vad_analyzer=vad,
+            empty_user_turn=None,
+            user_turn_strategies=UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy()]),
+        ),
+    )
+    heard = Transcripts()
+    await run_test(
+        Pipeline([stt, heard, pair.user()]),
+        frames_to_send=[*frames, SleepFrame(0.5)],
+        pipeline_params=PipelineParams(audio_in_sample_rate=RATE),
+    )
+    return heard.texts
+
+
+def _energy_vad() -> EnergyVADAnalyzer:
+    return EnergyVADAnalyzer(params=VADParams(stop_secs=0.2, min_volume=0.0))
+
+
+def _speech(*pieces: tuple[bool, float]) -> list[Frame]:
+    return [f for voiced, seconds in pieces for f in _audio(seconds, voiced=voiced)]
+
+
+async def test_a_pause_is_transcribed_from_its_onset_and_used_at_the_stop() -> None:
+    engine = LengthEngine()
+    stt = FasterWhisperSTTService(engine=engine)  # type: ignore[arg-type]
+    texts = await transcribe(
+        stt, _energy_vad(), _speech((True, 1.2), (False, 1.0)), early_start_secs=0.1
+    )
+    assert (stt.early.started, stt.early.used, stt.early.dropped) == (1, 1, 0)
+    # One decode only, started before the stop: the stop's segment was not sent again.
+    # It was as long as the stop's (next test): speech, the pause's 0.2 s as silence and
+    # Pipecat's 0.5 s of padding.
+    assert engine.submitted_s == [pytest.approx(1.2 + 0.2 + 0.5, abs=0.05)]
+    assert len(texts) == 1 and float(texts[0]) == pytest.approx(1.2, abs=0.05)
+
+
+async def test_speech_after_the_onset_drops_the_early_start() -> None:
+    engine = LengthEngine()
+    stt = FasterWhisperSTTService(engine=engine)  # type: ignore[arg-type]
+    # 0.14 s of silence: long enough to start early, too short for the VAD's stop.
+    texts = await transcribe(
+        stt,
+        _energy_vad(),
+        _speech((True, 1.0), (False, 0.14), (True, 0.5), (False, 1.0)),
+        early_start_secs=0.1,
+    )
+    assert (stt.early.started, stt.early.used, stt.early.dropped) == (2, 1, 1)
+    # The transcript covers the whole utterance, not the part before the first pause.
+    assert len(texts) == 1 and float(texts[0]) == pytest.approx(1.5, abs=0.05)
+
+
+async def test_zero_starts_at_the_stop() -> None:
+    engine = LengthEngine()
+    stt = FasterWhisperSTTService(engine=engine)  # type: ignore[arg-type]
+    texts = await transcribe(
+        stt, _energy_vad(), _speech((True, 1.2), (False, 1.0)), early_start_secs=0.0
+    )
+    assert stt.early.started == 0
+    assert len(texts) == 1 and float(texts[0]) == pytest.approx(1.2, abs=0.05)
+    assert engine.submitted_s == [pytest.approx(1.2 + 0.2 + 0.5, abs=0.05)]
+
+
+def test_only_an_onset_before_the_stop_is_wired() -> None:
+    stt = FasterWhisperSTTService(engine=LengthEngine())  # type: ignore[arg-type]
+    for early_s, wired in [(0.1, True), (0.0, False), (0.2, False), (0.5, False)]:
+        vad = _energy_vad()
+        settings = tweak_whisper(Settings(), early_start_secs=early_s)
+        _start_stt_on_pauses(settings, vad, stt)
+        assert (vad.silence_onset is not None) == wired, early_s
+
+
+@pytest.mark.slow
+async def test_real_whisper_hears_the_same_words_from_the_onset(
+    models: SharedModels, question_pcm: dict[str, np.ndarray]
+) -> None:
+    engine: WhisperEngine = models.stt
+    assert models.silero_session is not None
+    for name, pcm in question_pcm.items():
+        chunk = int(RATE * CHUNK_S)
+        padded = np.concatenate([pcm, np.zeros(RATE, dtype=np.int16)])
+        frames: list[Frame] = []
+        for i in range(0, len(padded) - chunk + 1, chunk):
+            audio = padded[i : i + chunk].tobytes()
+            frames += [InputAudioRawFrame(audio, RATE, 1), SleepFrame(CHUNK_S)]
+
+        heard = {}
+        for early_s in (0.1, 0.0):
+            stt = FasterWhisperSTTService(engine=engine)
+            vad = SharedSileroVADAnalyzer(
+                session=models.silero_session, params=VADParams(stop_secs=0.2)
+            )
+            heard[early_s] = " ".join(await transcribe(stt, vad, frames, early_start_secs=early_s))
+            if early_s:
+                assert stt.early.used >= 1, name
+        assert heard[0.1] and words(heard[0.1]) == words(heard[0.0]), name
