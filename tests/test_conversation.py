@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from concurrent.futures import Future
 from typing import Any
 
 import edge_tts
@@ -155,8 +156,10 @@ async def test_a_turn_without_a_transcript_never_reaches_the_llm(
     from voicebot.providers.llm.llama_cpp import LlamaCppLLMService
     from voicebot.providers.stt.whisper_engine import WhisperEngine
 
-    async def broken(self: WhisperEngine, samples: np.ndarray) -> Any:
-        raise RuntimeError("decoder crashed")
+    def broken(self: WhisperEngine, samples: np.ndarray) -> Future[Any]:
+        failed: Future[Any] = Future()
+        failed.set_exception(RuntimeError("decoder crashed"))
+        return failed
 
     generations: list[object] = []
     original = LlamaCppLLMService._generate
@@ -165,7 +168,7 @@ async def test_a_turn_without_a_transcript_never_reaches_the_llm(
         generations.append(args)
         original(self, *args)
 
-    monkeypatch.setattr(WhisperEngine, "transcribe", broken)
+    monkeypatch.setattr(WhisperEngine, "submit", broken)
     monkeypatch.setattr(LlamaCppLLMService, "_generate", counted)
     async with LocalServer(settings, models=models) as server:
         with pytest.raises(TimeoutError):
