@@ -113,7 +113,7 @@ class FasterWhisperSTTService(WhisperSTTService):
         if early is None:
             return None
         so_far, future = early
-        if audio.startswith(so_far) and not future.cancelled():
+        if audio.startswith(so_far):
             self.early.used += 1
             return future
         future.cancel()
