@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -117,6 +118,49 @@ def test_a_fresh_server_imports_webrtc_only_when_an_offer_comes() -> None:
         report["after_offer"]
     )
     assert not {"daily", "voicebot.transports.daily"} & set(report["after_offer"])
+
+
+# What `voicebot serve` imports first, then a matrix product like the mel filters'.
+THREADS = """
+import json, os
+from voicebot.cli import main
+import numpy as np
+np.ones((400, 400)) @ np.ones((400, 400))
+print(json.dumps({
+    "threads": len(os.listdir("/proc/self/task")),
+    "omp": os.environ.get("OMP_WAIT_POLICY"),
+    "openblas": os.environ.get("OPENBLAS_NUM_THREADS"),
+}))
+"""
+
+
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_a_server_starts_no_spinning_blas_threads(preset: str | None) -> None:
+    """numpy's OpenBLAS workers spin after each product and slowed Whisper ~90 ms a turn;
+    `import voicebot` keeps OpenBLAS to one thread unless the environment says otherwise."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")
+    }
+    if preset:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["omp"] == "PASSIVE"
+    if preset:
+        assert report["openblas"] == preset
+    else:
+        assert report["openblas"] == "1"
+        # The interpreter's own thread only: no BLAS worker (nor any other) was started.
+        assert report["threads"] == 1
 
 
 @pytest.mark.parametrize(
