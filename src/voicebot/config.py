@@ -309,6 +309,9 @@ class TurnSettings(_Section):
     end_on_complete_transcript: bool = True
     # smart-turn v3 decides whether a pause ends the turn; without it, VAD silence does.
     smart_turn: bool = True
+    # How much lower (nice) smart-turn's model runs than Whisper: it runs at the VAD's
+    # stop, while Whisper transcribes the pause, and slowed it; 0 = the same priority.
+    smart_turn_nice: int = Field(10, ge=0, le=19)
     # Longest silence smart-turn may wait out when it judges the turn unfinished.
     max_silence_secs: float = Field(2.0, gt=0.0)
     # While smart-turn or the silence limit weigh a pause, the LLM already answers the

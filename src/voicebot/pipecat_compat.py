@@ -9,6 +9,7 @@ voicebot touches a Pipecat private attribute.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
@@ -52,6 +53,10 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "init_shared_smart_turn": (
         "pipecat.audio.turn.smart_turn.local_smart_turn_v3.LocalSmartTurnAnalyzerV3",
         ("_session", "_log_data"),
+    ),
+    "SmartTurnModelThread": (
+        "pipecat.audio.turn.smart_turn.base_smart_turn.BaseSmartTurn",
+        ("_model_executor", "_executor"),
     ),
     "init_tts_base_only": ("pipecat.services.tts_service.TTSService", ("__init__",)),
     "replace_text_aggregator": (
@@ -147,6 +152,23 @@ def init_shared_smart_turn(
     BaseSmartTurn.__init__(analyzer, sample_rate=sample_rate, params=params)
     analyzer._log_data = False
     analyzer._session = session
+
+
+class SmartTurnModelThread(BaseSmartTurn):
+    """A smart-turn analyzer that chooses the thread its model runs on (`new_model_thread`).
+
+    Pipecat 1.14 starts a plain one-thread executor in `_model_executor` the first time
+    the model runs, and again after `cleanup`; this one starts the subclass's instead.
+    """
+
+    def new_model_thread(self) -> ThreadPoolExecutor:
+        raise NotImplementedError
+
+    @property
+    def _model_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = self.new_model_thread()
+        return self._executor
 
 
 def init_tts_base_only(service: TTSService, **kwargs: Any) -> None:

@@ -101,6 +101,7 @@ def _turn_stop_strategies(
         analyzer = SharedSmartTurnAnalyzer(
             session=models.smart_turn_session,
             params=SmartTurnParams(stop_secs=settings.turn.max_silence_secs),
+            nice=settings.turn.smart_turn_nice,
         )
         pause = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)
     else:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import onnxruntime
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
-from voicebot.pipecat_compat import init_shared_smart_turn
+from voicebot.pipecat_compat import SmartTurnModelThread, init_shared_smart_turn
+from voicebot.threads import yield_to_audio
 
 
-class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
+class SharedSmartTurnAnalyzer(SmartTurnModelThread, LocalSmartTurnAnalyzerV3):
     """Pipecat's local smart-turn v3 analyzer without a model load per session.
 
     The turn buffer and timing state are per analyzer (per session); the ONNX session
     is shared, which is safe because ONNX Runtime sessions are stateless and thread-safe.
+
+    The model runs on a thread `nice` steps below the rest (`turn.smart_turn_nice`). It
+    runs at the VAD's stop, while Whisper transcribes the same pause, and its ~0.1 s of
+    CPU slowed Whisper's decode: at a lower priority it takes the cores Whisper leaves.
+    Its answer is needed only when the transcript does not read complete
+    (turns/complete_transcript.py).
     """
 
     def __init__(
@@ -22,6 +31,16 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
         session: onnxruntime.InferenceSession,
         sample_rate: int | None = None,
         params: SmartTurnParams | None = None,
+        nice: int = 0,
     ) -> None:
         # LocalSmartTurnAnalyzerV3.__init__ creates an InferenceSession; this borrows one.
         init_shared_smart_turn(self, session, sample_rate=sample_rate, params=params)
+        self._nice = nice
+
+    def new_model_thread(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="smart-turn",
+            initializer=yield_to_audio,
+            initargs=(self._nice,),
+        )
