@@ -132,6 +132,11 @@ class WhisperSettings(_Section):
     # speech in between, dropped otherwise. 0 = start at the stop; a value of
     # `vad.stop_secs` or more never starts early.
     early_start_secs: float = Field(0.1, ge=0.0)
+    # Seconds of audio Whisper's encoder sees: 30 is Whisper's whole window; less is
+    # faster (the encoder's cost follows it) but, too short, tiny.en repeats itself
+    # (README_PIPECAT.md, "A shorter encoder window"). Long utterances still get their
+    # audio and 10 s after it.
+    encoder_window_secs: float = Field(30.0, ge=10.0, le=30.0)
 
 
 class STTSettings(_Section):

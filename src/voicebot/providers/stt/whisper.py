@@ -161,9 +161,8 @@ class EarlyStarts:
 
 def load_engine(settings: Settings) -> WhisperEngine:
     """The shared Whisper engine for `stt.*`; a GPU that fails to load it leaves it on the CPU."""
-    from faster_whisper import WhisperModel
-
     from voicebot.audio.sessions import load_silero_session
+    from voicebot.providers.stt.short_window import ShortWindowWhisperModel
 
     stt = settings.stt.whisper
     model_dir = model_files.whisper_model_dir(settings)
@@ -171,8 +170,12 @@ def load_engine(settings: Settings) -> WhisperEngine:
     threads = cpu_threads(stt.cpu_threads)
     device, compute_type = stt.device, stt.compute_type
     index = stt.device_index if isinstance(stt.device_index, int) else 0
+
+    def whisper_model(path: str, **kwargs: Any) -> ShortWindowWhisperModel:
+        return ShortWindowWhisperModel(path, window_secs=stt.encoder_window_secs, **kwargs)
+
     try:
-        model = WhisperModel(
+        model = whisper_model(
             str(model_dir),
             device=device,
             device_index=index,
@@ -187,11 +190,13 @@ def load_engine(settings: Settings) -> WhisperEngine:
             "Whisper could not load on CUDA: running on the CPU (int8)"
         )
         device, compute_type = "cpu", "int8"
-        model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
+        model = whisper_model(
+            str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads
+        )
 
     def cpu_fallback() -> WhisperBackend:
         small = model_files.find_whisper("tiny.en", settings) or model_dir
-        fallback = WhisperModel(str(small), device="cpu", compute_type="int8", cpu_threads=threads)
+        fallback = whisper_model(str(small), device="cpu", compute_type="int8", cpu_threads=threads)
         return WhisperBackend(fallback, small.name if small != model_dir else name, "cpu", "int8")
 
     batch = stt.batch_size if isinstance(stt.batch_size, int) else 1
