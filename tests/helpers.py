@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ def tweak_whisper(settings: Settings, **values: Any) -> Settings:
     """`settings` with some `stt.whisper` fields replaced: tweak_whisper(s, model="base")."""
     whisper = settings.stt.whisper.model_copy(update=values)
     return tweak(settings, stt={"whisper": whisper})
+
+
+def thread_nice() -> int:
+    """The calling thread's own nice value (Linux threads each have one)."""
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 def free_port() -> int:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 
+from tests.helpers import thread_nice
 from voicebot.providers.llm.local import ModelQueue
 
 
@@ -64,21 +64,17 @@ async def test_waiting_holds_no_thread_of_the_default_executor() -> None:
     await asyncio.gather(*waiters)
 
 
-def _nice() -> int:
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-
 async def test_the_models_thread_and_its_children_yield_to_audio() -> None:
-    base = await asyncio.to_thread(_nice)
+    base = await asyncio.to_thread(thread_nice)
     seen: dict[str, int] = {}
 
     def work() -> None:
-        seen["model"] = _nice()
-        child = threading.Thread(target=lambda: seen.__setitem__("child", _nice()))
+        seen["model"] = thread_nice()
+        child = threading.Thread(target=lambda: seen.__setitem__("child", thread_nice()))
         child.start()
         child.join()
 
     await ModelQueue("test", compute_nice=5).run(work)
     assert seen == {"model": min(19, base + 5), "child": min(19, base + 5)}
     # The event loop's thread keeps its priority.
-    assert _nice() == base
+    assert thread_nice() == base

@@ -7,23 +7,19 @@ checked is the thread it ran on: its name and its nice value relative to this th
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 import numpy as np
 import pytest
 from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 
+from tests.helpers import thread_nice
 from voicebot import pipeline
 from voicebot.audio.sessions import load_smart_turn_session
 from voicebot.audio.smart_turn import SharedSmartTurnAnalyzer
 from voicebot.config import Settings
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no thread priorities")
-
-
-def _nice_of_this_thread() -> int:
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 async def _analyse_a_second_of_speech(analyzer: SharedSmartTurnAnalyzer) -> list[int]:
@@ -38,7 +34,7 @@ async def _analyse_a_second_of_speech(analyzer: SharedSmartTurnAnalyzer) -> list
 
     def recording_thread():  # type: ignore[no-untyped-def]
         executor = original()
-        executor.submit(lambda: seen.append(_nice_of_this_thread())).result()
+        executor.submit(lambda: seen.append(thread_nice())).result()
         return executor
 
     analyzer.new_model_thread = recording_thread  # type: ignore[method-assign]
@@ -48,7 +44,7 @@ async def _analyse_a_second_of_speech(analyzer: SharedSmartTurnAnalyzer) -> list
 
 
 async def test_the_model_runs_below_the_callers_priority_and_again_after_cleanup() -> None:
-    base = _nice_of_this_thread()
+    base = thread_nice()
     if base + 10 > 19:
         pytest.skip("this process already runs at the lowest priorities")
     analyzer = SharedSmartTurnAnalyzer(session=load_smart_turn_session(), nice=10)
@@ -61,7 +57,7 @@ async def test_the_model_runs_below_the_callers_priority_and_again_after_cleanup
 
 async def test_nice_zero_keeps_the_callers_priority() -> None:
     analyzer = SharedSmartTurnAnalyzer(session=load_smart_turn_session(), nice=0)
-    assert await _analyse_a_second_of_speech(analyzer) == [_nice_of_this_thread()]
+    assert await _analyse_a_second_of_speech(analyzer) == [thread_nice()]
     await analyzer.cleanup()
 
 
@@ -82,5 +78,5 @@ def test_the_pipeline_gives_smart_turn_the_configured_priority(
     settings = Settings.model_validate({"turn": {"smart_turn_nice": 7}})
     pipeline._turn_stop_strategies(settings, Models())  # type: ignore[arg-type]
     assert len(made) == 1
-    ran_at = made[0].new_model_thread().submit(_nice_of_this_thread).result()
-    assert ran_at == min(19, _nice_of_this_thread() + 7)
+    ran_at = made[0].new_model_thread().submit(thread_nice).result()
+    assert ran_at == min(19, thread_nice() + 7)

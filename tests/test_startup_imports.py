@@ -84,17 +84,26 @@ print(json.dumps(report))
 """
 
 
-def test_a_fresh_server_imports_webrtc_only_when_an_offer_comes() -> None:
+def _report_of_fresh_interpreter(
+    script: str, *, timeout_s: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `script` in a new Python process; the JSON object its last line prints."""
     done = subprocess.run(
-        [sys.executable, "-c", SERVE.format(lazy=LAZY)],
+        [sys.executable, "-c", script],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_a_fresh_server_imports_webrtc_only_when_an_offer_comes() -> None:
+    report = _report_of_fresh_interpreter(SERVE.format(lazy=LAZY), timeout_s=300)
     assert report["after_start"] == []
     for route in (
         "POST /api/offer",
@@ -143,17 +152,7 @@ def test_a_server_starts_no_spinning_blas_threads(preset: str | None) -> None:
     }
     if preset:
         env["OPENBLAS_NUM_THREADS"] = preset
-    done = subprocess.run(
-        [sys.executable, "-c", THREADS],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = _report_of_fresh_interpreter(THREADS, timeout_s=120, env=env)
     assert report["omp"] == "PASSIVE"
     if preset:
         assert report["openblas"] == preset
