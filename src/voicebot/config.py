@@ -114,12 +114,13 @@ class WhisperSettings(_Section):
     # int8, int8_float16, float16, bfloat16, float32, or auto.
     compute_type: str = AUTO
     batch_size: int | Auto = AUTO
-    # Segments more likely than this to be non-speech are dropped (hallucination guard).
-    no_speech_prob: float = Field(0.4, ge=0.0, le=1.0)
+    # Segments more likely than this to be non-speech are dropped (hallucination guard;
+    # Whisper's own default). A fast unfamiliar voice decoded at 0.31-0.40 (tiny.en).
+    no_speech_prob: float = Field(0.6, ge=0.0, le=1.0)
     # Segments decoded with a lower average log-probability are dropped.
     log_prob_threshold: float = Field(-1.0, le=0.0)
-    # ... unless Whisper is sure it heard speech (no-speech probability under a quarter of
-    # `no_speech_prob`): then only below this lower floor. Unfamiliar accents and fast
+    # ... unless Whisper is sure it heard speech (no-speech probability under 0.1): then
+    # only below this lower floor. Unfamiliar accents and fast
     # talkers decode with low log-probability; gibberish rarely looks sure of being speech.
     sure_speech_log_prob_threshold: float = Field(-1.2, le=0.0)
     # Segments more repetitive than this (gzip ratio) are dropped.

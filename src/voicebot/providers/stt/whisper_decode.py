@@ -140,8 +140,21 @@ class WhisperDecoder:
         return [self._join(clip) for clip in per_clip]
 
     def _join(self, segments: list[Any]) -> str:
-        kept = [s.text.strip() for s in segments if keeps(s, self._options)]
+        kept = []
+        for s in segments:
+            if keeps(s, self._options):
+                kept.append(s.text.strip())
+            else:
+                logger.bind(
+                    no_speech_prob=round(s.no_speech_prob, 3),
+                    avg_logprob=round(s.avg_logprob, 3),
+                    compression_ratio=round(s.compression_ratio, 2),
+                ).debug(f"Whisper segment dropped as a likely hallucination: {s.text.strip()!r}")
         return " ".join(t for t in kept if t).strip()
+
+
+# Under this no-speech probability Whisper is sure it heard speech (see `keeps`).
+SURE_SPEECH_NO_SPEECH = 0.1
 
 
 def keeps(segment: Any, o: EngineOptions) -> bool:
@@ -149,16 +162,17 @@ def keeps(segment: Any, o: EngineOptions) -> bool:
 
     Dropped: likely non-speech, repetitive, or decoded with a low average
     log-probability. A segment Whisper is sure holds speech (no-speech probability under
-    a quarter of the limit) gets the lower `sure_speech_log_prob_threshold`: an accent
+    `SURE_SPEECH_NO_SPEECH`) gets the lower `sure_speech_log_prob_threshold`: an accent
     or a fast talker it was not trained on lowers its confidence in the words, not in
     the speech. (Measured on tiny.en: real speech in unfamiliar espeak voices at
-    no-speech 0.04-0.07 and log-prob -1.04 to -1.15; gibberish (reversed or shuffled
-    speech) at no-speech 0.08-0.8 and log-prob -1.04 to -2.3, below -1.2 when under 0.1.)
+    no-speech 0.04-0.07 and log-prob -1.04 to -1.15, and a fast one at no-speech
+    0.31-0.40 and log-prob -0.63 to -0.90; gibberish (reversed or shuffled speech) at
+    no-speech 0.08-0.8 and log-prob -1.04 to -2.3, below -1.2 when under 0.1.)
     """
     if segment.no_speech_prob >= o.no_speech_prob:
         return False
     if segment.compression_ratio > o.compression_ratio_threshold:
         return False
-    sure = segment.no_speech_prob < o.no_speech_prob / 4
+    sure = segment.no_speech_prob < SURE_SPEECH_NO_SPEECH
     floor = o.sure_speech_log_prob_threshold if sure else o.log_prob_threshold
     return bool(segment.avg_logprob >= min(floor, o.log_prob_threshold))

@@ -37,7 +37,7 @@ SAMPLE_RATE = 16000
 class EngineOptions:
     language: str | None = "en"
     beam_size: int = 1
-    no_speech_prob: float = 0.4
+    no_speech_prob: float = 0.6
     log_prob_threshold: float = -1.0
     sure_speech_log_prob_threshold: float = -1.2
     compression_ratio_threshold: float = 2.4
