@@ -16,6 +16,7 @@ from voicebot.config import Settings
 from voicebot.providers.stt.short_window import (
     ShortWindowWhisperModel,
     audio_frames,
+    window_for,
     window_frames,
 )
 from voicebot.providers.stt.whisper import load_engine
@@ -53,10 +54,28 @@ def test_a_batch_keeps_the_window_of_its_longest_clip() -> None:
     assert window_frames(batch, 15.0) == 1900
 
 
-def test_the_window_must_be_10_to_30_seconds() -> None:
+def test_the_window_must_be_10_to_30_seconds_or_auto() -> None:
     with pytest.raises(ValueError, match="encoder_window_secs"):
         Settings.model_validate({"stt": {"whisper": {"encoder_window_secs": 5}}})
-    assert Settings().stt.whisper.encoder_window_secs == 30.0
+    with pytest.raises(ValueError, match="encoder_window_secs"):
+        Settings.model_validate({"stt": {"whisper": {"encoder_window_secs": "short"}}})
+    assert Settings().stt.whisper.encoder_window_secs == "auto"
+
+
+def test_auto_is_15_seconds_on_the_cpu_and_whispers_30_on_a_gpu() -> None:
+    assert window_for("auto", "cpu") == 15.0
+    assert window_for("auto", "cuda") == 30.0
+    assert window_for(20.0, "cuda") == 20.0  # a number is kept anywhere
+
+
+def test_the_engine_encodes_the_window_of_the_device_it_runs_on(settings: Settings) -> None:
+    engine = load_engine(settings)
+    try:
+        assert isinstance(engine.model, ShortWindowWhisperModel)
+        cpu = engine.description["device"] == "cpu"
+        assert engine.model.window_secs == (15.0 if cpu else 30.0)
+    finally:
+        engine.close()
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -136,8 +136,8 @@ class WhisperSettings(_Section):
     # Seconds of audio Whisper's encoder sees: 30 is Whisper's whole window; less is
     # faster (the encoder's cost follows it) but, too short, tiny.en repeats itself
     # (README_PIPECAT.md, "A shorter encoder window"). Long utterances still get their
-    # audio and 10 s after it.
-    encoder_window_secs: float = Field(30.0, ge=10.0, le=30.0)
+    # audio and 10 s after it. auto: 15 on the CPU, 30 on a GPU.
+    encoder_window_secs: Annotated[float, Field(ge=10.0, le=30.0)] | Auto = AUTO
 
 
 class STTSettings(_Section):

@@ -25,6 +25,17 @@ from faster_whisper import WhisperModel
 FRAMES_PER_SECOND = 100
 # The least padding kept after the audio, whatever the window.
 MIN_PADDING_SECS = 10.0
+# `stt.whisper.encoder_window_secs: auto` on the CPU: measured on tiny.en, where the
+# encoder is most of a decode. On a GPU the encoder is cheap and the bigger models
+# were not measured with short windows, so they keep Whisper's 30 s.
+CPU_WINDOW_SECS = 15.0
+
+
+def window_for(setting: float | str, device: str) -> float:
+    """The encoder window for `stt.whisper.encoder_window_secs` on `device`."""
+    if isinstance(setting, int | float):
+        return float(setting)
+    return CPU_WINDOW_SECS if device == "cpu" else 30.0
 
 
 def audio_frames(features: np.ndarray) -> int:

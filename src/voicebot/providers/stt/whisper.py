@@ -162,7 +162,7 @@ class EarlyStarts:
 def load_engine(settings: Settings) -> WhisperEngine:
     """The shared Whisper engine for `stt.*`; a GPU that fails to load it leaves it on the CPU."""
     from voicebot.audio.sessions import load_silero_session
-    from voicebot.providers.stt.short_window import ShortWindowWhisperModel
+    from voicebot.providers.stt.short_window import ShortWindowWhisperModel, window_for
 
     stt = settings.stt.whisper
     model_dir = model_files.whisper_model_dir(settings)
@@ -171,8 +171,9 @@ def load_engine(settings: Settings) -> WhisperEngine:
     device, compute_type = stt.device, stt.compute_type
     index = stt.device_index if isinstance(stt.device_index, int) else 0
 
-    def whisper_model(path: str, **kwargs: Any) -> ShortWindowWhisperModel:
-        return ShortWindowWhisperModel(path, window_secs=stt.encoder_window_secs, **kwargs)
+    def whisper_model(path: str, *, device: str, **kwargs: Any) -> ShortWindowWhisperModel:
+        window = window_for(stt.encoder_window_secs, device)
+        return ShortWindowWhisperModel(path, window_secs=window, device=device, **kwargs)
 
     try:
         model = whisper_model(
