@@ -136,7 +136,7 @@ class WhisperSettings(_Section):
     # Seconds of audio Whisper's encoder sees: 30 is Whisper's whole window; less is
     # faster (the encoder's cost follows it) but, too short, tiny.en repeats itself
     # (README_PIPECAT.md, "A shorter encoder window"). Long utterances still get their
-    # audio and 10 s after it. auto: 15 on the CPU, 30 on a GPU.
+    # audio and 10 s after it. auto: 15 for tiny models on the CPU, 30 otherwise.
     encoder_window_secs: Annotated[float, Field(ge=10.0, le=30.0)] | Auto = AUTO
 
 

@@ -171,13 +171,16 @@ def load_engine(settings: Settings) -> WhisperEngine:
     device, compute_type = stt.device, stt.compute_type
     index = stt.device_index if isinstance(stt.device_index, int) else 0
 
-    def whisper_model(path: str, *, device: str, **kwargs: Any) -> ShortWindowWhisperModel:
-        window = window_for(stt.encoder_window_secs, device)
+    def whisper_model(
+        path: str, *, called: str, device: str, **kwargs: Any
+    ) -> ShortWindowWhisperModel:
+        window = window_for(stt.encoder_window_secs, device, called)
         return ShortWindowWhisperModel(path, window_secs=window, device=device, **kwargs)
 
     try:
         model = whisper_model(
             str(model_dir),
+            called=name,
             device=device,
             device_index=index,
             compute_type=compute_type,
@@ -192,12 +195,15 @@ def load_engine(settings: Settings) -> WhisperEngine:
         )
         device, compute_type = "cpu", "int8"
         model = whisper_model(
-            str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads
+            str(model_dir), called=name, device="cpu", compute_type="int8", cpu_threads=threads
         )
 
     def cpu_fallback() -> WhisperBackend:
         small = model_files.find_whisper("tiny.en", settings) or model_dir
-        fallback = whisper_model(str(small), device="cpu", compute_type="int8", cpu_threads=threads)
+        called = "tiny.en" if small != model_dir else name
+        fallback = whisper_model(
+            str(small), called=called, device="cpu", compute_type="int8", cpu_threads=threads
+        )
         return WhisperBackend(fallback, small.name if small != model_dir else name, "cpu", "int8")
 
     batch = stt.batch_size if isinstance(stt.batch_size, int) else 1
