@@ -12,11 +12,11 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 
 from tests.helpers import tweak_whisper, words
+from voicebot.autotune import encoder_window
 from voicebot.config import Settings
 from voicebot.providers.stt.short_window import (
     ShortWindowWhisperModel,
     audio_frames,
-    window_for,
     window_frames,
 )
 from voicebot.providers.stt.whisper import load_engine
@@ -63,11 +63,11 @@ def test_the_window_must_be_10_to_30_seconds_or_auto() -> None:
 
 
 def test_auto_is_15_seconds_for_tiny_on_the_cpu_and_whispers_30_otherwise() -> None:
-    assert window_for("auto", "cpu", "tiny.en") == 15.0
-    assert window_for("auto", "cpu", "tiny") == 15.0
-    assert window_for("auto", "cpu", "base") == 30.0  # misheard bundled questions at 15 s
-    assert window_for("auto", "cuda", "tiny.en") == 30.0
-    assert window_for(20.0, "cuda", "large-v3") == 20.0  # a number is kept anywhere
+    assert encoder_window("auto", "cpu", "tiny.en") == 15.0
+    assert encoder_window("auto", "cpu", "tiny") == 15.0
+    assert encoder_window("auto", "cpu", "base") == 30.0  # misheard bundled questions at 15 s
+    assert encoder_window("auto", "cuda", "tiny.en") == 30.0
+    assert encoder_window(20.0, "cuda", "large-v3") == 20.0  # a number is kept anywhere
 
 
 def test_the_engine_encodes_the_window_of_the_device_it_runs_on(settings: Settings) -> None:

@@ -35,6 +35,20 @@ HEADROOM_MIB = 1024
 SESSIONS_PER_GPU = 4
 # Fallback order when the preferred Whisper model is not on disk: bigger to smaller.
 WHISPER_LADDER = ("large-v3-turbo", "large-v3", "medium", "small", "base", "tiny")
+# `stt.whisper.encoder_window_secs: auto` for tiny models on the CPU, where the encoder is
+# most of a decode: measured on tiny.en. Whisper base with a 15 s window misheard two of
+# the five bundled questions ("the capital of friends"), and on a GPU the encoder is
+# cheap: everything else keeps Whisper's 30 s.
+CPU_TINY_WINDOW_SECS = 15.0
+
+
+def encoder_window(setting: float | str, device: str, model: str) -> float:
+    """Seconds Whisper's encoder sees for `stt.whisper.encoder_window_secs` (auto or a
+    number), `model` and `device` (providers/stt/short_window.py)."""
+    if isinstance(setting, int | float):
+        return float(setting)
+    tiny = whisper_family(model) == "tiny"
+    return CPU_TINY_WINDOW_SECS if device == "cpu" and tiny else 30.0
 
 
 @dataclass
@@ -151,6 +165,16 @@ def autotune(
         updates["whisper"]["model"] = model
         decisions["stt.whisper.model"] = why
     stt_mib = WHISPER_VRAM_MIB.get(whisper_family(model), WHISPER_VRAM_MIB["large-v3"])
+
+    if stt.encoder_window_secs == AUTO:
+        device = updates["whisper"].get("device", stt.device)
+        window = encoder_window(AUTO, device, model)
+        updates["whisper"]["encoder_window_secs"] = window
+        decisions["stt.whisper.encoder_window_secs"] = (
+            f"{window:g} s: {model} on the CPU, where the encoder is most of a decode"
+            if window < 30
+            else f"30 s (Whisper's whole window): {model} on {device}"
+        )
 
     if stt.batch_size == AUTO:
         updates["whisper"]["batch_size"], decisions["stt.whisper.batch_size"] = _batch_size(

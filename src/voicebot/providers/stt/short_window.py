@@ -25,19 +25,6 @@ from faster_whisper import WhisperModel
 FRAMES_PER_SECOND = 100
 # The least padding kept after the audio, whatever the window.
 MIN_PADDING_SECS = 10.0
-# `stt.whisper.encoder_window_secs: auto` for tiny models on the CPU, where the encoder is
-# most of a decode: measured on tiny.en. Whisper base with a 15 s window misheard two of
-# the five bundled questions ("the capital of friends"), and on a GPU the encoder is
-# cheap: everything else keeps Whisper's 30 s.
-CPU_WINDOW_SECS = 15.0
-
-
-def window_for(setting: float | str, device: str, model: str) -> float:
-    """The encoder window for `stt.whisper.encoder_window_secs` and `model` on `device`."""
-    if isinstance(setting, int | float):
-        return float(setting)
-    tiny = model.removesuffix(".en") == "tiny"
-    return CPU_WINDOW_SECS if device == "cpu" and tiny else 30.0
 
 
 def audio_frames(features: np.ndarray) -> int:

@@ -162,7 +162,8 @@ class EarlyStarts:
 def load_engine(settings: Settings) -> WhisperEngine:
     """The shared Whisper engine for `stt.*`; a GPU that fails to load it leaves it on the CPU."""
     from voicebot.audio.sessions import load_silero_session
-    from voicebot.providers.stt.short_window import ShortWindowWhisperModel, window_for
+    from voicebot.autotune import encoder_window
+    from voicebot.providers.stt.short_window import ShortWindowWhisperModel
 
     stt = settings.stt.whisper
     model_dir = model_files.whisper_model_dir(settings)
@@ -174,7 +175,9 @@ def load_engine(settings: Settings) -> WhisperEngine:
     def whisper_model(
         path: str, *, called: str, device: str, **kwargs: Any
     ) -> ShortWindowWhisperModel:
-        window = window_for(stt.encoder_window_secs, device, called)
+        # Auto-tuning resolved the setting for the device it expected; settings that were
+        # not auto-tuned, or a CUDA load that fell back to the CPU, decide here.
+        window = encoder_window(stt.encoder_window_secs, device, called)
         return ShortWindowWhisperModel(path, window_secs=window, device=device, **kwargs)
 
     try:
