@@ -114,7 +114,13 @@ async def test_filler_phrase_only_when_the_llm_is_late(
     after_secs: float,
     expect_filler: bool,
 ) -> None:
-    late = tweak(settings, tts={"filler": FillerSettings(enabled=True, after_secs=after_secs)})
+    # Without speculative turns: a reply held while the turn is confirmed comes out with
+    # its text at once, never late, so it never needs the filler.
+    late = tweak(
+        settings,
+        tts={"filler": FillerSettings(enabled=True, after_secs=after_secs)},
+        turn={"speculative": False},
+    )
     shared = dataclasses.replace(models, filler=filler_audio(late, models))
     async with LocalServer(late, models=shared) as server:
         result = await run_turn(server.ws_url, question_pcm["week"])

@@ -35,7 +35,7 @@ from voicebot.audio.silence_onset import SilenceOnset
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.config import Settings
 from voicebot.models import SharedModels
-from voicebot.pipeline import _start_stt_on_pauses
+from voicebot.pipeline import _follow_pauses
 from voicebot.providers.stt.whisper import FasterWhisperSTTService
 from voicebot.providers.stt.whisper_engine import Transcript, WhisperEngine
 
@@ -65,6 +65,21 @@ def test_onset_is_told_after_the_silence_and_withdrawn_when_speech_returns() -> 
     never.subscribe(told.append)
     never.observe(VADState.STOPPING, 0.5)
     assert told == [True, False, True]
+
+
+def test_a_voice_is_heard_from_its_first_window_not_from_the_vads_start() -> None:
+    onset = SilenceOnset(0.0, 0.2)
+    heard = []
+    for state in (
+        VADState.SPEAKING,
+        VADState.STOPPING,
+        VADState.QUIET,
+        VADState.STARTING,
+        VADState.QUIET,
+    ):
+        onset.observe(state, CHUNK_S)
+        heard.append(onset.hearing_voice)
+    assert heard == [True, False, False, True, False]
 
 
 class LengthEngine:
@@ -111,7 +126,7 @@ async def transcribe(
 ) -> list[str]:
     """Send `frames` through STT -> user aggregator (with `vad`), wired as a session is."""
     settings = tweak_whisper(Settings(), early_start_secs=early_start_secs)
-    _start_stt_on_pauses(settings, vad, stt)
+    _follow_pauses(settings, vad, stt)
     pair = LLMContextAggregatorPair(
         LLMContext(),
         user_params=LLMUserAggregatorParams(
@@ -178,12 +193,18 @@ async def test_zero_starts_at_the_stop() -> None:
 
 
 def test_only_an_onset_before_the_stop_is_wired() -> None:
-    stt = FasterWhisperSTTService(engine=LengthEngine())  # type: ignore[arg-type]
     for early_s, wired in [(0.1, True), (0.0, False), (0.2, False), (0.5, False)]:
+        stt = FasterWhisperSTTService(engine=LengthEngine())  # type: ignore[arg-type]
         vad = _energy_vad()
+        heard: list[bool] = []
+        stt.on_silence = heard.append  # type: ignore[method-assign,assignment]
         settings = tweak_whisper(Settings(), early_start_secs=early_s)
-        _start_stt_on_pauses(settings, vad, stt)
-        assert (vad.silence_onset is not None) == wired, early_s
+        pauses = _follow_pauses(settings, vad, stt)
+        # The VAD's states are followed in any case (turn ends held for a voice use them).
+        assert pauses is not None and vad.silence_onset is pauses
+        for _ in range(10):  # 0.2 s of silence after speech, in 20 ms chunks
+            pauses.observe(VADState.STOPPING, 0.02)
+        assert (heard == [True]) == wired, early_s
 
 
 @pytest.mark.slow

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     Frame,
     InputAudioRawFrame,
     SystemFrame,
@@ -37,13 +39,17 @@ from pipecat.processors.aggregators.llm_response_universal import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.turns.empty_user_turn import (
+    DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT,
+    EmptyUserTurnConfig,
+)
 from pipecat.utils.time import time_now_iso8601
 
 from tests.fakes import FakeLLMService, FakeTTSService
 from tests.helpers import tweak
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
 from voicebot.config import Settings
-from voicebot.pipeline import user_turn_strategies
+from voicebot.pipeline import ask_to_repeat_after_first_reply, user_turn_strategies
 
 # The transcripts are really late and the audio is paced in real time: seconds a test.
 pytestmark = pytest.mark.slow
@@ -126,37 +132,46 @@ def _audio(seconds: float, *, voiced: bool) -> list[Frame]:
 
 
 async def converse(
-    speech: Sequence[tuple[bool, float]],
+    speech: Sequence[tuple[bool, float] | Frame],
     texts: Sequence[str],
     delays_s: Sequence[float],
     *,
     smart_turn_complete: bool = True,
     speculative: bool = False,
+    ask_to_repeat: bool = False,
 ) -> Conversation:
-    """Speak (voiced, seconds) pieces through the session's turn set-up; the STT answers
-    each voiced piece with texts[i] after delays_s[i]. Returns the conversation as the LLM
-    saw it when the audio ended."""
+    """Speak (voiced, seconds) pieces (and send frames in between) through the session's
+    turn set-up; the STT answers each voiced piece with texts[i] after delays_s[i].
+    `ask_to_repeat`: the session's handling of turns without words (pipeline.py). Returns
+    the conversation as the LLM saw it when the audio ended."""
     llm = FakeLLMService(reply="Sure.")
     context = LLMContext()
     settings = tweak(Settings(), turn={"speculative": speculative})
     models = SimpleNamespace(
         smart_turn_session=SmartTurnVerdict(0.9 if smart_turn_complete else 0.1)
     )
+    empty_turns = EmptyUserTurnConfig(interrupted_prompt=None) if ask_to_repeat else None
     pair = LLMContextAggregatorPair(
         context,
         user_params=LLMUserAggregatorParams(
             vad_analyzer=EnergyVADAnalyzer(
                 params=VADParams(stop_secs=settings.vad.stop_secs, min_volume=0.0)
             ),
-            empty_user_turn=None,
+            empty_user_turn=empty_turns,
             user_turn_strategies=user_turn_strategies(settings, models),  # type: ignore[arg-type]
         ),
     )
+    if empty_turns is not None:
+        ask_to_repeat_after_first_reply(pair.assistant(), empty_turns)
     reader = Reader(llm, context)
     pipeline = Pipeline(
         [LateSTT(texts, delays_s), pair.user(), reader, llm, FakeTTSService(), pair.assistant()]
     )
-    frames = [f for voiced, seconds in speech for f in _audio(seconds, voiced=voiced)]
+    frames = [
+        f
+        for piece in speech
+        for f in ([piece] if isinstance(piece, Frame) else _audio(piece[1], voiced=piece[0]))
+    ]
     await run_test(
         pipeline,
         frames_to_send=[*frames, Probe()],
@@ -204,5 +219,46 @@ async def test_a_transcript_after_the_silence_limit_is_answered() -> None:
 
 async def test_with_speculative_replies_a_late_transcript_is_answered_once() -> None:
     seen = await converse([(True, 1.2), (False, 9.0)], [QUESTION], [6.5], speculative=True)
+    assert seen.llm_calls == 1
+    assert seen.messages == [("user", QUESTION), ("assistant", "Sure.")]
+
+
+# A turn without words: it ends when the stop watchdog (5 s) runs out.
+WORDLESS = [(True, 0.5), (False, 6.0)]
+
+
+async def test_words_lost_after_cutting_a_reply_off_make_the_bot_ask_to_repeat() -> None:
+    """ "Tell me something funny, | please!": the turn ended at the pause, "please" cut the
+    reply off and Whisper heard no words in it. The question is not dropped."""
+    seen = await converse(
+        [(True, 1.2), (False, 1.0), *WORDLESS], [QUESTION, ""], [0.1, 0.1], ask_to_repeat=True
+    )
+    assert seen.llm_calls == 2
+    assert seen.messages == [
+        ("user", QUESTION),
+        ("assistant", "Sure."),
+        ("developer", DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT),
+        ("assistant", "Sure."),
+    ]
+
+
+async def test_a_turn_without_words_before_the_first_reply_gets_no_answer() -> None:
+    seen = await converse(WORDLESS, [""], [0.1], ask_to_repeat=True)
+    assert seen.llm_calls == 0 and seen.messages == []
+
+
+async def test_a_turn_without_words_while_the_bot_waits_gets_no_answer() -> None:
+    seen = await converse(
+        [
+            (True, 1.2),
+            (False, 1.0),
+            BotStartedSpeakingFrame(),
+            BotStoppedSpeakingFrame(),  # the reply was heard to its end
+            *WORDLESS,
+        ],
+        [QUESTION, ""],
+        [0.1, 0.1],
+        ask_to_repeat=True,
+    )
     assert seen.llm_calls == 1
     assert seen.messages == [("user", QUESTION), ("assistant", "Sure.")]

@@ -76,7 +76,7 @@ def test_the_pipeline_gives_smart_turn_the_configured_priority(
 
     monkeypatch.setattr(pipeline, "SharedSmartTurnAnalyzer", Recorded)
     settings = Settings.model_validate({"turn": {"smart_turn_nice": 7}})
-    pipeline._turn_stop_strategies(settings, Models())  # type: ignore[arg-type]
+    pipeline._turn_stop_strategies(settings, Models(), None)  # type: ignore[arg-type]
     assert len(made) == 1
     ran_at = made[0].new_model_thread().submit(thread_nice).result()
     assert ran_at == min(19, thread_nice() + 7)

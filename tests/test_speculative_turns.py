@@ -8,6 +8,7 @@ with. The last test runs the real models through /ws.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,22 @@ def _said(text: str) -> TranscriptionFrame:
 
 
 async def _converse(
-    frames: list[Frame], *, speculative: bool = True, word_delay_s: float = 0.02
+    frames: list[Frame],
+    *,
+    speculative: bool = True,
+    word_delay_s: float = 0.02,
+    min_silence_secs: float = 0.0,
+    goes_on_secs: float = 0.0,
+    hearing_voice: Callable[[], bool] | None = None,
 ) -> tuple[Heard, FakeLLMService, LLMContext, SpeculativeUserTurnStopStrategy]:
     llm = FakeLLMService(reply=REPLY, word_delay_s=word_delay_s)
     detectors = [CompleteTranscriptUserTurnStopStrategy(), DecidesOnCue()]
-    strategy = SpeculativeUserTurnStopStrategy(detectors=detectors)
+    strategy = SpeculativeUserTurnStopStrategy(
+        detectors=detectors,
+        min_silence_secs=min_silence_secs,
+        goes_on_secs=goes_on_secs,
+        hearing_voice=hearing_voice,
+    )
     context = LLMContext()
     pair = LLMContextAggregatorPair(
         context,
@@ -177,6 +189,105 @@ async def test_when_the_person_goes_on_the_reply_is_dropped_and_never_in_history
         ("user", "I'd like a table for two people at seven."),
         ("assistant", REPLY),
     ]
+
+
+async def test_a_turn_that_ends_too_soon_waits_for_the_silence_and_is_answered_ahead() -> None:
+    """A complete transcript 0.1 s after the speech: the turn ends at `min_silence_secs`
+    (0.8 s), with the reply generated meanwhile and spoken then, once."""
+    heard, llm, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("What time does the museum open?"),
+            SleepFrame(sleep=0.5),  # inside the floor: generated, held
+            Probe(),
+            SleepFrame(sleep=0.8),
+        ],
+        min_silence_secs=0.8,
+    )
+    assert heard.snapshot is not None
+    assert llm.finished == 1 and heard.snapshot.spoken == "", "spoken before the floor"
+    assert heard.snapshot.messages == []
+    assert strategy.held == 1 and strategy.speculated == 1 and strategy.confirmed == 1
+    assert llm.calls == 1, "the held turn ran the LLM a second time"
+    assert _spoken(heard.frames).split() == REPLY.split()
+    assert _messages(context) == [("user", "What time does the museum open?"), ("assistant", REPLY)]
+
+
+async def test_speech_within_the_floor_keeps_the_turn_open() -> None:
+    """ "Can you remind me to call. | My dentist tomorrow?": read complete at the pause,
+    but the person went on within `min_silence_secs`: one turn, one reply."""
+    heard, llm, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("Can you remind me to call."),
+            SleepFrame(sleep=0.3),
+            VADUserStartedSpeakingFrame(),
+            SleepFrame(sleep=0.9),  # past where the floor would have ended the first part
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("My dentist tomorrow?"),
+            SleepFrame(sleep=1.2),
+        ],
+        min_silence_secs=0.6,
+    )
+    # The first decision was held and dropped; the second one (its VAD stop was built
+    # with the other frames, so its silence looks long already) ends the turn.
+    assert strategy.held >= 1 and strategy.withdrawn == 1
+    assert llm.calls == 2
+    assert _spoken(heard.frames).split() == REPLY.split()
+    assert _messages(context) == [
+        ("user", "Can you remind me to call. My dentist tomorrow?"),
+        ("assistant", REPLY),
+    ]
+
+
+async def test_words_that_plainly_go_on_wait_longer_than_the_floor() -> None:
+    """smart-turn (the cue) ends the turn at "I need a gift for." 0.1 s after the speech:
+    held to `goes_on_secs` (1.2 s), not the floor (0.2 s); answered ahead meanwhile."""
+    heard, llm, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("I need a gift for."),
+            EndTurn(),
+            SleepFrame(sleep=0.6),  # past the floor
+            Probe(),
+            SleepFrame(sleep=1.5),
+        ],
+        min_silence_secs=0.2,
+        goes_on_secs=1.2,
+    )
+    assert heard.snapshot is not None
+    assert heard.snapshot.spoken == "" and heard.snapshot.messages == [], "ended at the floor"
+    assert strategy.held == 1 and strategy.confirmed == 1 and llm.calls == 1
+    assert _messages(context) == [("user", "I need a gift for."), ("assistant", REPLY)]
+
+
+async def test_a_voice_not_yet_confirmed_as_speech_holds_the_decision() -> None:
+    """At the floor the VAD hears a voice it has not confirmed as speech: the turn ends
+    only when the voice fades (here after 25 looks, 0.5 s)."""
+    looks: list[bool] = []
+
+    def hearing_voice() -> bool:
+        looks.append(True)
+        return len(looks) <= 25
+
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("Turn off the lights."),
+            SleepFrame(sleep=0.6),  # past the floor, inside the voice
+            Probe(),
+            SleepFrame(sleep=1.5),
+        ],
+        min_silence_secs=0.3,
+        hearing_voice=hearing_voice,
+    )
+    assert heard.snapshot is not None and heard.snapshot.spoken == "", "ended over a voice"
+    assert len(looks) == 26 and strategy.confirmed == 1
+    assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
 
 
 async def test_a_speculation_in_the_turn_after_an_answered_one_is_released() -> None:
@@ -266,9 +377,13 @@ async def test_a_paused_request_over_ws_is_answered_and_a_withdrawn_answer_never
     assert "table" in words(result.transcript), result.transcript
     assert result.reply and result.reply_audio_s > 0.5
     kinds = [e["type"] for e in result.events]
-    if "answering the turn speculatively while its end is weighed" not in messages:
-        # Smart-turn ended the turn at the pause, or the first half was transcribed only
-        # after the second began: nothing was speculated, ordinary turn-taking applies.
+    speculated = "answering the turn speculatively while its end is weighed"
+    if speculated not in messages or messages[messages.index(speculated) + 1 :][:1] == [
+        "the held reply answers the turn"
+    ]:
+        # The turn ended at the pause (smart-turn, or a transcript that read complete after
+        # `turn.min_silence_secs`) and its held reply was the answer, or the first half was
+        # transcribed only after the second began: ordinary turn-taking applies.
         return
     # Answered on "...a table for": the rest of the sentence withdrew that answer, and
     # nothing of it was heard; the one answer came after the last words.

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 import pytest
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
+from pipecat.clocks.system_clock import SystemClock
 from pipecat.frames.frames import (
     TranscriptionFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+from pipecat.processors.frame_processor import FrameProcessorSetup
+from pipecat.utils.asyncio.task_manager import TaskManager
 
 from voicebot.turns.complete_transcript import (
     CompleteTranscriptUserTurnStopStrategy,
+    VerdictListener,
+    plainly_goes_on,
     reads_complete,
 )
 
@@ -43,6 +52,23 @@ def test_finished_sentences_read_complete(text: str) -> None:
 )
 def test_unfinished_ones_do_not(text: str) -> None:
     assert not reads_complete(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "goes_on"),
+    [
+        ("I need a gift for.", True),
+        ("Tell me something funny,", True),
+        ("I'd like to book a table for the", True),
+        ("So I was thinking...", True),
+        ("Turn the lights on.", False),  # "on" often ends a sentence
+        ("Who is it for?", False),  # a question ends where it ends
+        ("Can you remind me to call.", False),  # reads complete: only time tells
+        ("", False),
+    ],
+)
+def test_words_that_plainly_go_on(text: str, goes_on: bool) -> None:
+    assert plainly_goes_on(text) == goes_on
 
 
 def _transcript(text: str) -> TranscriptionFrame:
@@ -97,4 +123,103 @@ async def test_speech_after_a_complete_transcript_waits_for_its_words() -> None:
     )
     assert ended == []
     await strategy.process_frame(_transcript("For four people."))
+    assert ended == ["stopped"]
+
+
+class _Intonation:
+    """smart-turn's verdicts, given by the test."""
+
+    def __init__(self) -> None:
+        self.listeners: list[VerdictListener] = []
+
+    def add_verdict_listener(self, listener: VerdictListener) -> None:
+        self.listeners.append(listener)
+
+    async def judge(self, state: EndOfTurnState) -> None:
+        for listener in self.listeners:
+            await listener(state)
+
+
+async def _with_intonation(
+    alone_after_secs: float = 0.3,
+) -> tuple[CompleteTranscriptUserTurnStopStrategy, _Intonation]:
+    intonation = _Intonation()
+    strategy = CompleteTranscriptUserTurnStopStrategy(
+        intonation=intonation, alone_after_secs=alone_after_secs
+    )
+    tasks = TaskManager(loop=asyncio.get_running_loop())
+    await strategy.setup(
+        FrameProcessorSetup(
+            clock=SystemClock(), task_manager=tasks, pipeline_worker=cast(Any, None)
+        )
+    )
+    return strategy, intonation
+
+
+async def test_a_complete_transcript_smart_turn_agrees_with_ends_the_turn_at_once() -> None:
+    strategy, intonation = await _with_intonation()
+    ended = await _feed(strategy, VADUserStartedSpeakingFrame(), VADUserStoppedSpeakingFrame())
+    await intonation.judge(EndOfTurnState.COMPLETE)
+    assert ended == []  # no words yet
+    await strategy.process_frame(_transcript("What is the capital of France?"))
+    assert ended == ["stopped"] and strategy.decided == 1
+
+
+async def test_smart_turn_agreeing_after_the_transcript_ends_the_turn_then() -> None:
+    strategy, intonation = await _with_intonation(alone_after_secs=30)
+    ended = await _feed(
+        strategy,
+        VADUserStartedSpeakingFrame(),
+        VADUserStoppedSpeakingFrame(),
+        _transcript("Turn off the lights."),
+    )
+    assert ended == []
+    await intonation.judge(EndOfTurnState.COMPLETE)
+    assert ended == ["stopped"]
+
+
+async def test_a_complete_transcript_alone_waits_and_then_ends_the_turn() -> None:
+    """smart-turn judged the pause unfinished: the transcript is trusted after the wait."""
+    strategy, intonation = await _with_intonation(alone_after_secs=0.3)
+    ended = await _feed(
+        strategy,
+        VADUserStartedSpeakingFrame(),
+        VADUserStoppedSpeakingFrame(stop_secs=0.2),
+        _transcript("Can you remind me to call."),
+    )
+    await intonation.judge(EndOfTurnState.INCOMPLETE)
+    assert ended == []
+    await asyncio.sleep(0.5)  # 0.3 s after the speech stopped (0.2 s before the VAD's stop)
+    assert ended == ["stopped"] and strategy.decided_alone == 1 and strategy.decided == 0
+
+
+async def test_speech_during_the_wait_keeps_the_turn_open() -> None:
+    """ "Can you remind me to call [pause] my dentist tomorrow?" is not cut off."""
+    strategy, intonation = await _with_intonation(alone_after_secs=0.2)
+    ended = await _feed(
+        strategy,
+        VADUserStartedSpeakingFrame(),
+        VADUserStoppedSpeakingFrame(stop_secs=0.0),
+        _transcript("Can you remind me to call."),
+    )
+    await intonation.judge(EndOfTurnState.INCOMPLETE)
+    await strategy.process_frame(VADUserStartedSpeakingFrame())
+    await asyncio.sleep(0.4)
+    assert ended == []
+    # The stale verdict of the first pause does not count for the second.
+    await strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.0))
+    await strategy.process_frame(_transcript("My dentist tomorrow?"))
+    assert ended == []
+    await intonation.judge(EndOfTurnState.COMPLETE)
+    assert ended == ["stopped"]
+
+
+async def test_without_a_wait_the_transcript_alone_ends_the_turn_at_once() -> None:
+    strategy, _ = await _with_intonation(alone_after_secs=0)
+    ended = await _feed(
+        strategy,
+        VADUserStartedSpeakingFrame(),
+        VADUserStoppedSpeakingFrame(),
+        _transcript("Turn off the lights."),
+    )
     assert ended == ["stopped"]

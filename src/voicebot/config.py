@@ -120,8 +120,8 @@ class WhisperSettings(_Section):
     # Segments decoded with a lower average log-probability are dropped.
     log_prob_threshold: float = Field(-1.0, le=0.0)
     # ... unless Whisper is sure it heard speech (no-speech probability under 0.1): then
-    # only below this lower floor. Unfamiliar accents and fast
-    # talkers decode with low log-probability; gibberish rarely looks sure of being speech.
+    # only below this lower floor. Unfamiliar accents and fast talkers decode with low
+    # log-probability; gibberish rarely looks sure of being speech.
     sure_speech_log_prob_threshold: float = Field(-1.2, le=0.0)
     # Segments more repetitive than this (gzip ratio) are dropped.
     compression_ratio_threshold: float = Field(2.4, gt=0.0)
@@ -313,6 +313,11 @@ class TurnSettings(_Section):
     # End the turn as soon as the transcript after a pause reads as a finished sentence
     # or question, without waiting for smart-turn (which judges intonation only).
     end_on_complete_transcript: bool = True
+    # A transcript can read complete at a pause in mid-sentence ("Can you remind me to
+    # call | my dentist?"). It ends the turn at once when smart-turn judged the pause
+    # finished too; when smart-turn judged it unfinished, this long after the speech
+    # stopped (the person has not spoken again). 0 = trust the transcript alone at once.
+    complete_transcript_alone_after_secs: float = Field(0.75, ge=0.0)
     # smart-turn v3 decides whether a pause ends the turn; without it, VAD silence does.
     smart_turn: bool = True
     # How much lower (nice) smart-turn's model runs than Whisper: it runs at the VAD's
@@ -322,8 +327,12 @@ class TurnSettings(_Section):
     max_silence_secs: float = Field(2.0, gt=0.0)
     # While smart-turn or the silence limit weigh a pause, the LLM already answers the
     # transcript; the reply is held until the turn ends and dropped if the person goes on.
-    # Off until measured on a quiet machine (shared-machine runs showed no gain).
-    speculative: bool = False
+    speculative: bool = True
+    # With `speculative`: no turn ends sooner than this after the speech stopped, however
+    # sure smart-turn and the transcript are; the reply is prepared meanwhile. A person
+    # who goes on within it (a pause in mid-sentence) is not cut off. 0 = no floor. Words
+    # that plainly go on ("a gift for", "funny,") wait up to `max_silence_secs`.
+    min_silence_secs: float = Field(0.9, ge=0.0)
 
 
 DAILY_API_URL = "https://api.daily.co/v1"

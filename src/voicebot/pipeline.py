@@ -11,10 +11,15 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
+    LLMAssistantAggregator,
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
 from pipecat.transports.base_transport import BaseTransport
+from pipecat.turns.empty_user_turn import (
+    DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT,
+    EmptyUserTurnConfig,
+)
 from pipecat.turns.user_stop import (
     BaseUserTurnStopStrategy,
     SpeechTimeoutUserTurnStopStrategy,
@@ -75,28 +80,28 @@ def _vad_analyzer(settings: Settings, models: SharedModels) -> VADAnalyzer:
     return SharedSileroVADAnalyzer(session=models.silero_session, params=params)
 
 
-def _start_stt_on_pauses(settings: Settings, vad: VADAnalyzer, stt: object) -> None:
-    """Let the STT start on a pause `stt.whisper.early_start_secs` into it (see
-    audio/silence_onset.py), when that comes before the VAD's stop."""
+def _follow_pauses(settings: Settings, vad: VADAnalyzer, stt: object) -> SilenceOnset | None:
+    """Follow the VAD's states (audio/silence_onset.py): the STT starts on a pause
+    `stt.whisper.early_start_secs` into it, when that comes before the VAD's stop, and a
+    turn end held for `turn.min_silence_secs` hears a voice before the VAD confirms it."""
+    if not isinstance(vad, SharedSileroVADAnalyzer | EnergyVADAnalyzer):
+        return None
     early_s = settings.stt.whisper.early_start_secs
-    if not 0 < early_s < settings.vad.stop_secs or not isinstance(stt, StartsOnPauses):
-        return
-    if isinstance(vad, SharedSileroVADAnalyzer | EnergyVADAnalyzer):
-        vad.silence_onset = SilenceOnset(early_s, settings.vad.stop_secs)
+    starts_early = 0 < early_s < settings.vad.stop_secs and isinstance(stt, StartsOnPauses)
+    vad.silence_onset = SilenceOnset(early_s if starts_early else 0.0, settings.vad.stop_secs)
+    if isinstance(stt, StartsOnPauses) and starts_early:
         stt.start_on_pauses(vad.silence_onset)
+    return vad.silence_onset
 
 
 def _turn_stop_strategies(
-    settings: Settings, models: SharedModels
+    settings: Settings, models: SharedModels, pauses: SilenceOnset | None
 ) -> list[BaseUserTurnStopStrategy]:
     # Whichever strategy decides first ends the turn: a transcript that reads complete
-    # ends it at once; otherwise smart-turn's intonation judgement or the silence limit.
-    meaning: list[BaseUserTurnStopStrategy] = (
-        [CompleteTranscriptUserTurnStopStrategy()]
-        if settings.turn.end_on_complete_transcript
-        else []
-    )
+    # (at once when smart-turn agrees, else after a short wait); otherwise smart-turn's
+    # intonation judgement or the silence limit.
     pause: BaseUserTurnStopStrategy
+    analyzer: SharedSmartTurnAnalyzer | None = None
     if settings.turn.smart_turn and models.smart_turn_session is not None:
         analyzer = SharedSmartTurnAnalyzer(
             session=models.smart_turn_session,
@@ -106,13 +111,34 @@ def _turn_stop_strategies(
         pause = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)
     else:
         pause = SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=settings.vad.stop_secs)
+    meaning: list[BaseUserTurnStopStrategy] = (
+        [
+            CompleteTranscriptUserTurnStopStrategy(
+                intonation=analyzer,
+                alone_after_secs=settings.turn.complete_transcript_alone_after_secs,
+            )
+        ]
+        if settings.turn.end_on_complete_transcript
+        else []
+    )
     if settings.turn.speculative:
-        # The LLM answers a pause's transcript while the others still weigh the pause.
-        return [SpeculativeUserTurnStopStrategy(detectors=[*meaning, pause])]
+        # The LLM answers a pause's transcript while the others still weigh the pause,
+        # and while a decision waits out `turn.min_silence_secs`.
+        return [
+            SpeculativeUserTurnStopStrategy(
+                detectors=[*meaning, pause],
+                min_silence_secs=settings.turn.min_silence_secs,
+                # Words that plainly go on wait as long as smart-turn would at most.
+                goes_on_secs=settings.turn.max_silence_secs,
+                hearing_voice=(lambda: pauses.hearing_voice) if pauses else None,
+            )
+        ]
     return [*meaning, pause]
 
 
-def user_turn_strategies(settings: Settings, models: SharedModels) -> UserTurnStrategies:
+def user_turn_strategies(
+    settings: Settings, models: SharedModels, pauses: SilenceOnset | None = None
+) -> UserTurnStrategies:
     """When the person's turn starts and ends.
 
     Start: Pipecat's defaults, the VAD and a transcript that arrives while no turn is open.
@@ -121,7 +147,27 @@ def user_turn_strategies(settings: Settings, models: SharedModels) -> UserTurnSt
     then opens a turn of its own, which the stop strategies end at once, and it is
     answered (tests/test_late_transcripts.py).
     """
-    return UserTurnStrategies(stop=_turn_stop_strategies(settings, models))
+    return UserTurnStrategies(stop=_turn_stop_strategies(settings, models, pauses))
+
+
+def ask_to_repeat_after_first_reply(
+    assistant: LLMAssistantAggregator, empty_turns: EmptyUserTurnConfig
+) -> None:
+    """A turn that ends with no words after cutting the bot's reply off makes the bot ask
+    the person to repeat (Pipecat's interrupted-turn prompt), from the first reply on.
+
+    Such a turn is speech: it passed the stricter barge-in VAD, and then Whisper heard no
+    words ("Tell me something funny, | please!": the turn ended at the pause, "please"
+    cut the reply off and was not recognised). Unanswered, the question was dropped.
+    Pipecat counts a turn before the bot's first reply as interrupting too; noise or a
+    failed transcription then would get "please repeat" unprompted, so that waits for
+    the first reply. A turn without words while the bot waits gets no answer (Pipecat's
+    idle default).
+    """
+
+    @assistant.event_handler("on_assistant_turn_stopped")
+    async def arm(_assistant: LLMAssistantAggregator, _message: object) -> None:
+        empty_turns.interrupted_prompt = DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT
 
 
 def build_worker(
@@ -154,18 +200,18 @@ def build_worker(
     )
 
     vad = _vad_analyzer(settings, models)
-    _start_stt_on_pauses(settings, vad, stt)
+    pauses = _follow_pauses(settings, vad, stt)
     context = LLMContext()
+    empty_turns = EmptyUserTurnConfig(interrupted_prompt=None)
     aggregators = LLMContextAggregatorPair(
         context,
         user_params=LLMUserAggregatorParams(
             vad_analyzer=vad,
-            # A turn that ends with no transcript (noise, a failed STT) is never answered:
-            # Pipecat's default would run the LLM on it to ask the person to repeat.
-            empty_user_turn=None,
-            user_turn_strategies=user_turn_strategies(settings, models),
+            empty_user_turn=empty_turns,
+            user_turn_strategies=user_turn_strategies(settings, models, pauses),
         ),
     )
+    ask_to_repeat_after_first_reply(aggregators.assistant(), empty_turns)
     pipeline = Pipeline(
         [
             transport.input(),

@@ -30,12 +30,15 @@ class SilenceOnset:
         self._listeners: list[Listener] = []
         self._silent_s = 0.0
         self._told = False
+        # The VAD hears a voice: speech, or its first windows before the VAD confirms it.
+        self.hearing_voice = False
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     def observe(self, state: VADState, seconds: float) -> None:
         """The state the analyzer returned for a chunk of `seconds` of audio."""
+        self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING)
         if state == VADState.STOPPING:
             self._silent_s += seconds
             if not self._told and self._silent_s >= self.after_secs > 0:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import onnxruntime
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+from pipecat.metrics.metrics import MetricsData
 
 from voicebot.pipecat_compat import SmartTurnModelThread, init_shared_smart_turn
 from voicebot.threads import yield_to_audio
+from voicebot.turns.complete_transcript import VerdictListener
 
 
 class SharedSmartTurnAnalyzer(SmartTurnModelThread, LocalSmartTurnAnalyzerV3):
@@ -36,6 +39,17 @@ class SharedSmartTurnAnalyzer(SmartTurnModelThread, LocalSmartTurnAnalyzerV3):
         # LocalSmartTurnAnalyzerV3.__init__ creates an InferenceSession; this borrows one.
         init_shared_smart_turn(self, session, sample_rate=sample_rate, params=params)
         self._nice = nice
+        self._verdict_listeners: list[VerdictListener] = []
+
+    def add_verdict_listener(self, listener: VerdictListener) -> None:
+        """Call `listener` with every end-of-turn verdict (turns/complete_transcript.py)."""
+        self._verdict_listeners.append(listener)
+
+    async def analyze_end_of_turn(self) -> tuple[EndOfTurnState, MetricsData | None]:
+        state, metrics = await super().analyze_end_of_turn()
+        for listener in self._verdict_listeners:
+            await listener(state)
+        return state, metrics
 
     def new_model_thread(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(

@@ -4,14 +4,20 @@ Smart-turn judges a pause by intonation alone; on voices it was not trained on i
 judges a finished question unfinished and the turn waits `turn.max_silence_secs` (2 s).
 The transcript is ready ~0.2-0.6 s after the speech stops. When it is a complete
 sentence or question (Whisper's final punctuation, not ending on a word that needs a
-continuation), the turn ends at once; otherwise smart-turn and the silence limit decide.
+continuation) and smart-turn judged the pause finished too, the turn ends at once; when
+only the transcript says so, it ends `turn.complete_transcript_alone_after_secs` after
+the speech stopped; otherwise smart-turn and the silence limit decide.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.frames.frames import (
     Frame,
     TranscriptionFrame,
@@ -34,6 +40,26 @@ _DANGLING = frozenset(
 _END = re.compile(r"[.?!]['\")\]]*$")
 
 
+# Words after which a sentence plainly goes on: articles, possessives, conjunctions, and
+# prepositions that rarely end one ("on", "in", "up" often do: "Turn the lights on.").
+_GOES_ON = frozenset(
+    """a an the my your our their his her its and or but because if although unless
+    whether to for of with from about into than""".split()
+)
+
+
+def plainly_goes_on(text: str) -> bool:
+    """Whether `text` stops where a sentence cannot: after a comma or "...", or on a word
+    such as "for" or "the" ("I need a gift for." is Whisper punctuating a pause)."""
+    text = text.strip().rstrip("'\")]")
+    if not text or text.endswith("?"):
+        return False
+    if text.endswith((",", "...", "…")):
+        return True
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return bool(words) and words[-1] in _GOES_ON
+
+
 def reads_complete(text: str, *, min_words: int = 2) -> bool:
     """Whether `text` reads as a finished utterance (a sentence or question)."""
     text = text.strip()
@@ -45,6 +71,15 @@ def reads_complete(text: str, *, min_words: int = 2) -> bool:
     return text.rstrip("'\")]").endswith("?") or words[-1] not in _DANGLING
 
 
+class IntonationVerdicts(Protocol):
+    """Where smart-turn's judgement of each pause can be heard (audio/smart_turn.py)."""
+
+    def add_verdict_listener(self, listener: VerdictListener) -> None: ...
+
+
+VerdictListener = Callable[[EndOfTurnState], Awaitable[None]]
+
+
 class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
     """Ends the turn when the person is silent and what they said reads as complete.
 
@@ -52,37 +87,101 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
     transcript arrives while VAD hears silence, and only if no speech has started since
     (its words are not transcribed yet, so the text would be stale). Put it before
     smart-turn in the stop strategies; whichever decides first ends the turn.
+
+    With `intonation` (smart-turn's verdicts) the transcript alone is not trusted at
+    once: a sentence can read complete at a pause in its middle ("Can you remind me
+    to call | my dentist tomorrow?"). When smart-turn also judged the pause finished,
+    the turn ends as soon as both are known; when it judged it unfinished (or has not
+    judged yet), the turn ends `alone_after_secs` after the speech stopped, unless the
+    person speaks again first. 0 trusts the transcript alone at once.
     """
 
-    def __init__(self, *, min_words: int = 2, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        min_words: int = 2,
+        intonation: IntonationVerdicts | None = None,
+        alone_after_secs: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._min_words = min_words
+        self._alone_after_s = alone_after_secs if intonation is not None else 0.0
         self._text: list[str] = []
         self._speaking = False
         # Speech has started since the last transcript: its text is still to come.
         self._untranscribed = False
+        # smart-turn's verdict on the current pause (None: not judged yet).
+        self._verdict: EndOfTurnState | None = None
+        self._speech_stopped_at = 0.0
+        self._wait: asyncio.Task[None] | None = None
+        # Turns ended with smart-turn agreeing / on the transcript alone after the wait.
         self.decided = 0
+        self.decided_alone = 0
+        if intonation is not None:
+            intonation.add_verdict_listener(self._on_verdict)
 
     async def handle_user_turn_started(self) -> None:
-        self._text = []
+        await self._clear()
 
     async def handle_user_turn_stopped(self) -> None:
-        self._text = []
+        await self._clear()
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        await self._cancel_wait()
 
     async def process_frame(self, frame: Frame) -> ProcessFrameResult:
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._speaking = self._untranscribed = True
+            self._verdict = None
+            await self._cancel_wait()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._speaking = False
+            self._speech_stopped_at = frame.timestamp - frame.stop_secs
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._text.append(frame.text.strip())
             self._untranscribed = False
             await self._maybe_end()
         return ProcessFrameResult.CONTINUE
 
-    async def _maybe_end(self) -> None:
-        if self._speaking or self._untranscribed or not self._text:
+    async def _on_verdict(self, state: EndOfTurnState) -> None:
+        if self._speaking:
             return
-        if reads_complete(" ".join(self._text), min_words=self._min_words):
+        self._verdict = state
+        await self._maybe_end()
+
+    def _reads_complete(self) -> bool:
+        if self._speaking or self._untranscribed or not self._text:
+            return False
+        return reads_complete(" ".join(self._text), min_words=self._min_words)
+
+    async def _maybe_end(self) -> None:
+        if not self._reads_complete():
+            return
+        if self._alone_after_s <= 0 or self._verdict == EndOfTurnState.COMPLETE:
+            await self._cancel_wait()
             self.decided += 1
             await self.trigger_user_turn_stopped()
+        elif self._wait is None:
+            delay = self._speech_stopped_at + self._alone_after_s - time.time()
+            self._wait = self.task_manager.create_task(
+                self._end_after(max(delay, 0.0)), f"{self}::alone_after"
+            )
+
+    async def _end_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._wait = None
+        if self._reads_complete():
+            self.decided_alone += 1
+            await self.trigger_user_turn_stopped()
+
+    async def _cancel_wait(self) -> None:
+        if self._wait is not None:
+            wait, self._wait = self._wait, None
+            await self.task_manager.cancel_task(wait)
+
+    async def _clear(self) -> None:
+        self._text = []
+        self._verdict = None
+        await self._cancel_wait()

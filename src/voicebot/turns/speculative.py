@@ -10,7 +10,9 @@ transport or the context).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
@@ -27,6 +29,11 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import (
     UserTurnStoppedParams,
 )
 
+from voicebot.turns.complete_transcript import plainly_goes_on
+
+# How often a held decision looks again at a voice the VAD has not confirmed yet.
+VOICE_POLL_S = 0.02
+
 
 class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     """Wraps the strategies that decide the end of a turn and answers ahead of them.
@@ -41,11 +48,34 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
 
     Every speculation is bounded by the detectors: smart-turn's silence limit or the
     watchdog end the turn, and an unconfirmed one is withdrawn then.
+
+    `min_silence_secs`: a detector that ends the turn sooner after the speech stopped is
+    held to it; to `goes_on_secs` when the words so far plainly go on ("I need a gift
+    for." ended by smart-turn's intonation at a pause in mid-sentence). The reply is
+    answered speculatively meanwhile, so the wait costs little; a person who speaks again
+    within it is not cut off. At the end of the wait, a voice `hearing_voice()` reports
+    but the VAD has not confirmed as speech yet holds the decision until it either
+    becomes speech (the turn goes on) or fades (the turn ends).
     """
 
-    def __init__(self, *, detectors: Sequence[BaseUserTurnStopStrategy], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        detectors: Sequence[BaseUserTurnStopStrategy],
+        min_silence_secs: float = 0.0,
+        goes_on_secs: float = 0.0,
+        hearing_voice: Callable[[], bool] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._detectors = list(detectors)
+        self._min_silence_s = min_silence_secs
+        self._goes_on_s = max(goes_on_secs, min_silence_secs)
+        self._hearing_voice = hearing_voice or (lambda: False)
+        self._speech_stopped_at = 0.0
+        # A detector ended the turn before `min_silence_secs`: its decision waits here.
+        self._held_decision = False
+        self._held_stop: asyncio.Task[None] | None = None
         self._text: list[str] = []
         self._speaking = False
         # Speech has started since the last transcript: its words are still to come.
@@ -57,6 +87,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         self.speculated = 0
         self.confirmed = 0
         self.withdrawn = 0
+        self.held = 0
 
     @property
     def detectors(self) -> list[BaseUserTurnStopStrategy]:
@@ -74,6 +105,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
             detector.add_event_handler("on_user_turn_stopped", self._on_stopped)
 
     async def cleanup(self) -> None:
+        await self._drop_held_decision()
         for detector in self._detectors:
             await detector.cleanup()
             detector.remove_event_handler("on_push_frame", self._on_push_frame)
@@ -92,6 +124,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
 
     async def handle_user_turn_stopped(self) -> None:
         self._turn_open = False
+        await self._drop_held_decision()
         # Still set here only when the turn ended without a detector confirming it.
         await self._withdraw("the turn ended without confirming it")
         self._text = []
@@ -103,9 +136,11 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         transcript = isinstance(frame, TranscriptionFrame) and bool(frame.text.strip())
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._speaking = self._untranscribed = True
+            await self._drop_held_decision()
             await self._withdraw("the person kept talking")
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._speaking = False
+            self._speech_stopped_at = frame.timestamp - frame.stop_secs
         elif transcript:
             assert isinstance(frame, TranscriptionFrame)
             self._text.append(frame.text.strip())
@@ -151,9 +186,22 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     async def _on_cancelled(self, _: BaseUserTurnStopStrategy) -> None:
         await self.trigger_user_turn_speculation_cancelled()
 
+    def _silence_left_s(self) -> float:
+        if self._speaking:
+            return 0.0
+        needed = self._goes_on_s if plainly_goes_on(" ".join(self._text)) else self._min_silence_s
+        if needed <= 0:
+            return 0.0
+        return self._speech_stopped_at + needed - time.time()
+
     async def _on_inference(
         self, _: BaseUserTurnStopStrategy, speculation: UserTurnSpeculation | None
     ) -> None:
+        if speculation is None and (self._held_decision or self._silence_left_s() > 0):
+            # Too soon: answer speculatively now, end the turn when the silence is long enough.
+            self._held_decision = True
+            await self._maybe_speculate()
+            return
         if speculation is None and self._speculation is not None:
             if self._speculation == " ".join(self._text):
                 # The reply on its way answers exactly this turn.
@@ -163,6 +211,13 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         await self.trigger_user_turn_inference_triggered(speculation=speculation)
 
     async def _on_stopped(self, _: BaseUserTurnStopStrategy, params: UserTurnStoppedParams) -> None:
+        if self._held_decision:
+            if self._held_stop is None:
+                self.held += 1
+                self._held_stop = self.task_manager.create_task(
+                    self._stop_after_silence(params), f"{self}::held_stop"
+                )
+            return
         confirms = self._confirming or params.confirms_speculation
         self._confirming = False
         # Taken before finalizing, so the turn's end does not withdraw what it confirms.
@@ -176,3 +231,22 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
             self._speculation = held
         elif confirms:
             self.confirmed += 1
+            logger.debug("the held reply answers the turn")
+
+    async def _stop_after_silence(self, params: UserTurnStoppedParams) -> None:
+        await asyncio.sleep(max(self._silence_left_s(), 0.0))
+        # A voice the VAD has not confirmed yet: if it is speech, the VAD's start cancels
+        # this wait; if it fades, the turn ends. The VAD's state is a flag, polled.
+        while self._hearing_voice():  # noqa: ASYNC110
+            await asyncio.sleep(VOICE_POLL_S)
+        self._held_stop = None
+        self._held_decision = False
+        # The detector's decision, now: confirm the speculation, or infer, then finalize.
+        await self._on_inference(self, None)
+        await self._on_stopped(self, params)
+
+    async def _drop_held_decision(self) -> None:
+        self._held_decision = False
+        if self._held_stop is not None:
+            held, self._held_stop = self._held_stop, None
+            await self.task_manager.cancel_task(held)

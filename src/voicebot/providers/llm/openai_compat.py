@@ -77,6 +77,9 @@ class VoiceBounds:
     """Client settings and retry policy for a subclass of Pipecat's OpenAI-compatible LLMs."""
 
     _request_timeout_secs: float = 3.0
+    # Pipecat's empty-turn recovery (pipeline.py) adds a "developer" message; Groq and
+    # the chat templates vLLM serves know system, user and assistant only.
+    supports_developer_role = False
 
     def create_client(
         self,
