@@ -59,7 +59,13 @@ def test_the_window_must_be_10_to_30_seconds_or_auto() -> None:
         Settings.model_validate({"stt": {"whisper": {"encoder_window_secs": 5}}})
     with pytest.raises(ValueError, match="encoder_window_secs"):
         Settings.model_validate({"stt": {"whisper": {"encoder_window_secs": "short"}}})
-    assert Settings().stt.whisper.encoder_window_secs == "auto"
+    assert Settings().stt.whisper.encoder_window_secs == 30.0
+    assert (
+        Settings.model_validate(
+            {"stt": {"whisper": {"encoder_window_secs": "auto"}}}
+        ).stt.whisper.encoder_window_secs
+        == "auto"
+    )
 
 
 def test_auto_is_15_seconds_for_tiny_on_the_cpu_and_whispers_30_otherwise() -> None:
@@ -70,8 +76,8 @@ def test_auto_is_15_seconds_for_tiny_on_the_cpu_and_whispers_30_otherwise() -> N
     assert encoder_window(20.0, "cuda", "large-v3") == 20.0  # a number is kept anywhere
 
 
-def test_the_engine_encodes_the_window_of_the_device_it_runs_on(settings: Settings) -> None:
-    engine = load_engine(settings)
+def test_auto_gives_the_engine_the_window_of_its_model_and_device(settings: Settings) -> None:
+    engine = load_engine(tweak_whisper(settings, encoder_window_secs="auto"))
     try:
         assert isinstance(engine.model, ShortWindowWhisperModel)
         tiny_on_cpu = engine.description["device"] == "cpu" and "tiny" in settings.stt.whisper.model
