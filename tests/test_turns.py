@@ -9,6 +9,7 @@ import pytest
 from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.clocks.system_clock import SystemClock
 from pipecat.frames.frames import (
+    Frame,
     TranscriptionFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
@@ -73,6 +74,15 @@ def test_words_that_plainly_go_on(text: str, goes_on: bool) -> None:
 
 def _transcript(text: str) -> TranscriptionFrame:
     return TranscriptionFrame(text=text, user_id="user", timestamp="now")
+
+
+def _spoken_then_transcribed(text: str, stop_secs: float = 0.0) -> list[Frame]:
+    """Speech, the VAD's stop (`stop_secs` of silence after it), then its transcript."""
+    return [
+        VADUserStartedSpeakingFrame(),
+        VADUserStoppedSpeakingFrame(stop_secs=stop_secs),
+        _transcript(text),
+    ]
 
 
 async def _feed(strategy: CompleteTranscriptUserTurnStopStrategy, *frames: object) -> list[str]:
@@ -167,12 +177,7 @@ async def test_a_complete_transcript_smart_turn_agrees_with_ends_the_turn_at_onc
 
 async def test_smart_turn_agreeing_after_the_transcript_ends_the_turn_then() -> None:
     strategy, intonation = await _with_intonation(alone_after_secs=30)
-    ended = await _feed(
-        strategy,
-        VADUserStartedSpeakingFrame(),
-        VADUserStoppedSpeakingFrame(),
-        _transcript("Turn off the lights."),
-    )
+    ended = await _feed(strategy, *_spoken_then_transcribed("Turn off the lights."))
     assert ended == []
     await intonation.judge(EndOfTurnState.COMPLETE)
     assert ended == ["stopped"]
@@ -182,10 +187,7 @@ async def test_a_complete_transcript_alone_waits_and_then_ends_the_turn() -> Non
     """smart-turn judged the pause unfinished: the transcript is trusted after the wait."""
     strategy, intonation = await _with_intonation(alone_after_secs=0.3)
     ended = await _feed(
-        strategy,
-        VADUserStartedSpeakingFrame(),
-        VADUserStoppedSpeakingFrame(stop_secs=0.2),
-        _transcript("Can you remind me to call."),
+        strategy, *_spoken_then_transcribed("Can you remind me to call.", stop_secs=0.2)
     )
     await intonation.judge(EndOfTurnState.INCOMPLETE)
     assert ended == []
@@ -196,12 +198,7 @@ async def test_a_complete_transcript_alone_waits_and_then_ends_the_turn() -> Non
 async def test_speech_during_the_wait_keeps_the_turn_open() -> None:
     """ "Can you remind me to call [pause] my dentist tomorrow?" is not cut off."""
     strategy, intonation = await _with_intonation(alone_after_secs=0.2)
-    ended = await _feed(
-        strategy,
-        VADUserStartedSpeakingFrame(),
-        VADUserStoppedSpeakingFrame(stop_secs=0.0),
-        _transcript("Can you remind me to call."),
-    )
+    ended = await _feed(strategy, *_spoken_then_transcribed("Can you remind me to call."))
     await intonation.judge(EndOfTurnState.INCOMPLETE)
     await strategy.process_frame(VADUserStartedSpeakingFrame())
     await asyncio.sleep(0.4)
@@ -216,10 +213,5 @@ async def test_speech_during_the_wait_keeps_the_turn_open() -> None:
 
 async def test_without_a_wait_the_transcript_alone_ends_the_turn_at_once() -> None:
     strategy, _ = await _with_intonation(alone_after_secs=0)
-    ended = await _feed(
-        strategy,
-        VADUserStartedSpeakingFrame(),
-        VADUserStoppedSpeakingFrame(),
-        _transcript("Turn off the lights."),
-    )
+    ended = await _feed(strategy, *_spoken_then_transcribed("Turn off the lights."))
     assert ended == ["stopped"]

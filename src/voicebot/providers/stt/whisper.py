@@ -203,11 +203,11 @@ def load_engine(settings: Settings) -> WhisperEngine:
 
     def cpu_fallback() -> WhisperBackend:
         small = model_files.find_whisper("tiny.en", settings) or model_dir
-        called = "tiny.en" if small != model_dir else name
+        called, label = ("tiny.en", small.name) if small != model_dir else (name, name)
         fallback = whisper_model(
             str(small), called=called, device="cpu", compute_type="int8", cpu_threads=threads
         )
-        return WhisperBackend(fallback, small.name if small != model_dir else name, "cpu", "int8")
+        return WhisperBackend(fallback, label, "cpu", "int8")
 
     batch = stt.batch_size if isinstance(stt.batch_size, int) else 1
     return WhisperEngine(
