@@ -31,7 +31,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.tests.utils import SleepFrame, run_test
 
-from voicebot.audio.barge_in import BargeInVADParams, barge_in_params
+from voicebot.audio.barge_in import BargeInVADParams, barge_in_params, speech_band_dbfs
 from voicebot.audio.sessions import load_silero_session
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.bench.barge_in import (
@@ -109,10 +109,11 @@ class _FakeSilero:
         return [np.array([[self.confidence]], dtype=np.float32), inputs["state"]]
 
 
-def _tone(dbfs: float, seconds: float) -> np.ndarray:
+def _tone(dbfs: float, seconds: float, hz: float = 1000.0) -> np.ndarray:
+    """A sine at `dbfs` RMS; 1 kHz, in a voice's band, unless told otherwise."""
     t = np.arange(int(seconds * INPUT_SAMPLE_RATE)) / INPUT_SAMPLE_RATE
     amplitude = 10 ** (dbfs / 20) * math.sqrt(2)  # a sine's RMS is its peak / sqrt(2)
-    return (np.sin(2 * np.pi * 220 * t) * amplitude * 32767).astype(np.int16)
+    return (np.sin(2 * np.pi * hz * t) * amplitude * 32767).astype(np.int16)
 
 
 def _fooled_analyzer(params: VADParams, confidence: float = 1.0) -> SharedSileroVADAnalyzer:
@@ -132,6 +133,26 @@ async def test_barge_in_params_start_speech_after_their_window_not_the_volume_la
 
 async def test_a_quiet_sound_never_interrupts_even_if_the_model_hears_speech() -> None:
     assert await vad_start_delay(_fooled_analyzer(BARGE_IN), _tone(-55.0, 1.0)) is None
+
+
+def test_the_floor_reads_the_speech_band_only() -> None:
+    window = 512
+    assert speech_band_dbfs(_tone(-20.0, 0.1, hz=1000.0)[:window].tobytes(), 16000) == (
+        pytest.approx(-20.0, abs=0.5)
+    )
+    # A loud 200 Hz tone leaks nothing into the band through the Hann taper.
+    assert speech_band_dbfs(_tone(-10.0, 0.1, hz=200.0)[:window].tobytes(), 16000) < -60.0
+    assert speech_band_dbfs(b"", 16000) == -math.inf
+
+
+async def test_a_mains_hum_never_interrupts_even_if_the_model_hears_speech() -> None:
+    # Silero scored this hum's onset 0.96-0.98 when it started 222-233 samples into a
+    # window, and so stopped the bot; its harmonics (50-350 Hz) are below the speech band.
+    hum = noise_intruders()["noise-hum"]
+    for lead in WINDOW_OFFSETS:
+        assert await vad_start_delay(_fooled_analyzer(BARGE_IN), hum, lead) is None, lead
+    # The normal params have no floor: there the same model takes it for speech.
+    assert await vad_start_delay(_fooled_analyzer(NORMAL), hum) is not None
 
 
 async def test_an_unsure_sound_does_not_start_speech_but_does_not_end_it_either() -> None:
@@ -206,7 +227,7 @@ async def test_silero_with_barge_in_params_hears_words_sooner_and_noise_never(
                 SharedSileroVADAnalyzer(session=session, params=NORMAL), pcm, lead
             )
             if name.startswith("noise"):
-                # (The normal params themselves take a hum's onset for speech at one offset.)
+                # (The normal params themselves take a hum's onset for speech at some offsets.)
                 assert barge_in is None, (name, lead)
             else:
                 assert barge_in is not None and normal is not None, (name, lead)

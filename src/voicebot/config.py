@@ -292,10 +292,11 @@ class BargeInSettings(_Section):
     # Speech needed before the bot is interrupted (Silero judges 32 ms windows: 0.1 = 3).
     start_secs: float = Field(0.1, ge=0.0)
     # Confidence each of those windows needs (`vad.confidence` decides once speech has
-    # started). Words reach 0.97 within 0.2 s; the onset of a mains hum scores up to 0.9.
+    # started). Words reach 0.97 within 0.2 s; a cough or a noise burst stays below 0.3.
     start_confidence: float = Field(0.95, ge=0.0, le=1.0)
-    # Windows quieter than this are not speech, whatever the model says: a voice across
-    # the room stays background. Replaces `vad.min_volume`, whose 400 ms smoothed volume
+    # Windows whose speech band (above 500 Hz) is quieter than this are not speech,
+    # whatever the model says: a voice across the room stays background, and so does a
+    # mains hum at any level. Replaces `vad.min_volume`, whose 400 ms smoothed volume
     # takes ~180 ms to rise from silence.
     min_level_dbfs: float = Field(-45.0, le=0.0)
 

@@ -3,10 +3,13 @@ and a level floor per analysis window in place of Pipecat's smoothed volume, whi
 ~180 ms behind an onset.
 
 Silero's confidence is what tells words (0.97 and more within 0.2 s of their onset) from a
-cough, clicks or a noise burst (below 0.3); the start confidence keeps out the onset of a
-mains hum, which Silero scores up to 0.9 for a quarter of a second; the floor keeps a
-distant voice (a TV, someone across the room) from counting. `processors/barge_in.py`
-switches a session's VAD to these params and back.
+cough, clicks or a noise burst (below 0.3). The floor is the level of the window's speech
+band (above `SPEECH_BAND_LOW_HZ`): it keeps a distant voice (a TV, someone across the room)
+from counting, and a mains hum or a rumble, whatever its level, too. Silero scores a hum's
+onset 0.96-0.98 for a fifth of a second when it starts at one place in its 32 ms window
+(samples 222-233 of 512), so no start confidence keeps the hum out on its own; its speech
+band stays below -60 dBFS where words reach -10 to -18. `processors/barge_in.py` switches a
+session's VAD to these params and back.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ class BargeInVADParams(VADParams):
             only at this confidence; once it has, `confidence` decides as usual, so the
             person's speech ends as any other does. None: `confidence` throughout.
         min_level_dbfs: Analysis windows quieter than this (RMS, dBFS) are not speech,
-            whatever the model says. None: no floor.
+            whatever the model says, measured on the speech band
+            (`speech_band_dbfs`). None: no floor.
     """
 
     start_confidence: float | None = None
@@ -50,6 +54,28 @@ def barge_in_params(
     )
 
 
+# Voices carry their formants above this; mains hum (50/60 Hz and its first harmonics) and
+# rumble sit below it.
+SPEECH_BAND_LOW_HZ = 500.0
+
+
+def speech_band_dbfs(buffer: bytes, sample_rate: int) -> float:
+    """RMS level in dBFS of a window of PCM16 audio above `SPEECH_BAND_LOW_HZ`.
+
+    Hann-windowed, so a loud tone below the band does not leak into it.
+    """
+    samples = np.frombuffer(buffer, dtype=np.int16).astype(np.float32) / 32768.0
+    if samples.size == 0:
+        return -math.inf
+    taper = np.hanning(samples.size).astype(np.float32)
+    spectrum = np.fft.rfft(samples * taper)
+    in_band = np.fft.rfftfreq(samples.size, 1 / sample_rate) >= SPEECH_BAND_LOW_HZ
+    # Parseval, with the taper's energy taken out: the band's mean square.
+    power = 2 * float(np.sum(np.abs(spectrum[in_band]) ** 2))
+    mean_square = power / (samples.size * float(np.sum(taper**2)))
+    return 10 * math.log10(mean_square) if mean_square > 0 else -math.inf
+
+
 def window_dbfs(buffer: bytes) -> float:
     """RMS level of a window of PCM16 audio in dBFS (-inf for digital silence)."""
     samples = np.frombuffer(buffer, dtype=np.int16).astype(np.float32) / 32768.0
@@ -68,12 +94,17 @@ class BargeInGate:
     def update(self, params: VADParams) -> None:
         self._params = params if isinstance(params, BargeInVADParams) else None
 
-    def apply(self, confidence: float, buffer: bytes, *, speech_started: bool) -> float:
+    def apply(
+        self, confidence: float, buffer: bytes, *, sample_rate: int, speech_started: bool
+    ) -> float:
         """`confidence`, or 0 where the window is too quiet or too unsure to start speech."""
         params = self._params
         if params is None:
             return confidence
-        if params.min_level_dbfs is not None and window_dbfs(buffer) < params.min_level_dbfs:
+        if (
+            params.min_level_dbfs is not None
+            and speech_band_dbfs(buffer, sample_rate) < params.min_level_dbfs
+        ):
             return 0.0
         if (
             not speech_started

@@ -46,4 +46,9 @@ class EnergyVADAnalyzer(VADAnalyzer):
     def voice_confidence(self, buffer: bytes) -> float:
         dbfs = window_dbfs(buffer)
         confidence = float(np.clip((dbfs - FLOOR_DBFS) / (CEILING_DBFS - FLOOR_DBFS), 0.0, 1.0))
-        return self._barge_in.apply(confidence, buffer, speech_started=vad_speech_started(self))
+        return self._barge_in.apply(
+            confidence,
+            buffer,
+            sample_rate=self.sample_rate,
+            speech_started=vad_speech_started(self),
+        )

@@ -60,7 +60,10 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         # The model hears every window, so its recurrent state stays continuous.
         confidence = np.asarray(super().voice_confidence(buffer)).item()
         return self._barge_in.apply(
-            float(confidence), buffer, speech_started=vad_speech_started(self)
+            float(confidence),
+            buffer,
+            sample_rate=self.sample_rate,
+            speech_started=vad_speech_started(self),
         )
 
     async def analyze_audio(self, buffer: bytes) -> VADState:

@@ -1,8 +1,10 @@
 """The barge-in VAD decision alone, offline: how long after each intruder's onset the VAD
 reports speech, with the real model and no server, so the figure does not depend on how
-busy the machine is. Each intruder is tried at the eight offsets a 20 ms-chunked client
-can start it at within Silero's 32 ms windows (64 samples apart): Silero's scores, and so
-the delay, depend on that offset.
+busy the machine is. Each intruder is tried at 32 offsets within Silero's 32 ms windows
+(16 samples apart): Silero's scores, and so the delay, depend on where a sound starts in
+its window, and that can be anywhere: a client's chunks need not all be 20 ms (the last
+chunk of a file, a browser's 10 ms frames), and the hum's onset fooled Silero only when it
+started 222-233 samples into a window.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from voicebot.config import Settings
 from voicebot.protocol import INPUT_SAMPLE_RATE
 from voicebot.tools.client import CHUNK_MS, first_voiced_sample
 
-WINDOW_OFFSETS = range(0, 512, 64)
+WINDOW_OFFSETS = range(0, 512, 16)
 
 
 async def vad_start_delay(analyzer: VADAnalyzer, pcm: np.ndarray, lead: int = 0) -> float | None:
