@@ -303,7 +303,9 @@ async def test_loading_state_then_automatic_success(
     """While models load the page says so and retries by itself; it connects once they are warm."""
     gate = asyncio.Event()
 
-    async def gated_load(state: server_app.ModelState, _settings: Settings) -> None:
+    async def gated_load(
+        state: server_app.ModelState, _settings: Settings, _loading: object = None
+    ) -> None:
         await gate.wait()
         state.models = models
 

@@ -7,6 +7,7 @@ and warm at the same time (each fake model waits at a barrier for the others).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 import threading
 import typing
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from voicebot.models import SharedModels
 from voicebot.providers import spec as providers
 from voicebot.providers.spec import ProviderSpec, Stage
 from voicebot.providers.stt.whisper_engine import EngineOptions, WhisperEngine
+from voicebot.server.state import ModelState
 from voicebot.transports import webrtc
 
 # Imported by SmallWebRTC (aiortc) or Daily (daily-python): none is needed until a WebRTC
@@ -280,6 +283,75 @@ def test_a_model_that_fails_to_load_fails_the_load_after_the_others(
     with pytest.raises(ConfigError, match="llm model is broken"):
         SharedModels.load(Settings(**RENDEZVOUS))
     assert sorted(broken_llm.loaded) == ["stt", "tts"]  # no thread left running
+
+
+def test_a_load_in_the_background_loads_and_warms_side_by_side(
+    rendezvous: _Rendezvous,
+) -> None:
+    loading = SharedModels.load_in_background(Settings(**RENDEZVOUS))
+    models = loading.result(timeout=120)
+    assert sorted(rendezvous.loaded) == sorted(rendezvous.warmed) == ["llm", "stt", "tts"]
+    assert list(models.warm_ms) == ["stt.rendezvous", "llm.rendezvous", "tts.rendezvous", "turn"]
+
+
+def test_a_load_in_the_background_hands_its_error_to_whoever_waits(
+    broken_llm: _Rendezvous,
+) -> None:
+    loading = SharedModels.load_in_background(Settings(**RENDEZVOUS))
+    with pytest.raises(ConfigError, match="llm model is broken"):
+        loading.result(timeout=120)
+
+
+async def test_the_server_waits_for_models_whose_load_began_before_it() -> None:
+    state = ModelState()
+    loading: Future[SharedModels] = Future()
+    waiting = asyncio.create_task(state.load(Settings(), loading))
+    await asyncio.sleep(0.05)
+    assert (state.models, state.error, waiting.done()) == (None, None, False)
+    models = SharedModels(warm_ms={"tts.piper": 12.0})
+    loading.set_result(models)
+    await waiting
+    assert state.models is models and state.warm_ms == {"tts.piper": 12.0}
+
+
+async def test_an_early_load_that_failed_is_reported_by_the_server() -> None:
+    state = ModelState()
+    loading: Future[SharedModels] = Future()
+    loading.set_exception(OSError("voice file unreadable"))
+    await state.load(Settings(), loading)
+    assert state.models is None and state.error == "OSError: voice file unreadable"
+
+
+# `voicebot serve` up to the moment it starts loading the models: what it has imported then.
+LOADING_STARTS = """
+import json, sys
+from voicebot.cli import main
+from voicebot.models import SharedModels
+
+seen = {}
+
+class Started(Exception):
+    pass
+
+def load_in_background(settings):
+    seen["server_app"] = "voicebot.server.app" in sys.modules
+    seen["uvicorn"] = "uvicorn" in sys.modules
+    seen["webrtc"] = "voicebot.transports.webrtc" in sys.modules
+    raise Started
+
+SharedModels.load_in_background = staticmethod(load_in_background)
+try:
+    main(["serve"])
+except Started:
+    pass
+print(json.dumps(seen))
+"""
+
+
+def test_serve_starts_loading_the_models_before_it_imports_the_server() -> None:
+    """The server's imports (FastAPI, Pipecat's transports: ~2 s on 2 cores) overlap the loads."""
+    report = _report_of_fresh_interpreter(LOADING_STARTS, timeout_s=300)
+    assert report == {"server_app": False, "uvicorn": False, "webrtc": False}
 
 
 class _CountingWhisper:

@@ -627,14 +627,11 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _serve(tuned: Tuned) -> int:
-    import uvicorn
     from loguru import logger
 
+    from voicebot.models import SharedModels
     from voicebot.providers import spec as providers
-    from voicebot.server import create_app
     from voicebot.server.auth import check_exposure, log_access_mode
-    from voicebot.server.drain import DrainingServer
-    from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
 
     settings = tuned.settings
     setup_logging(settings.server.log_level)
@@ -643,7 +640,16 @@ def _serve(tuned: Tuned) -> int:
     for key, reason in tuned.decisions.items():
         logger.bind(setting=key, reason=reason).info("auto-tuned")
     providers.check(settings)
-    app = create_app(settings, decisions=tuned.decisions)
+    # The models load while the server's modules import (voicebot.server's docstring).
+    loading = SharedModels.load_in_background(settings)
+
+    import uvicorn
+
+    from voicebot.server import create_app
+    from voicebot.server.drain import DrainingServer
+    from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
+
+    app = create_app(settings, loading=loading, decisions=tuned.decisions)
     config = uvicorn.Config(
         app,
         host=settings.server.host,

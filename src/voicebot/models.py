@@ -7,9 +7,10 @@ specs), plus the VAD and turn analyzers' ONNX sessions. Sessions only borrow the
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ class SharedModels:
     # tts.filler.phrase, synthesised at start-up (None when the filler is off).
     filler: bytes | None = None
     load_ms: dict[str, float] = field(default_factory=dict)
+    # Each model's warm-up, filled in by `load_in_background`.
+    warm_ms: dict[str, float] = field(default_factory=dict)
     # What each stage runs, for /health and reports: {"llm": "llama_cpp SmolLM2-..."}.
     running: dict[str, str] = field(default_factory=dict)
 
@@ -133,6 +136,31 @@ class SharedModels:
         self._side_by_side(jobs, timings)
         logger.bind(**{f"{k}_ms": round(v) for k, v in timings.items()}).info("models warm")
         return timings
+
+    @classmethod
+    def load_in_background(cls, settings: Settings) -> Future[SharedModels]:
+        """`load` and `warm` a server's models on a thread of their own, starting now.
+
+        `voicebot serve` starts this before it imports the server (FastAPI, Pipecat,
+        ~2 s on 2 cores), so the imports overlap the loads, whose native parts (ONNX
+        Runtime, CTranslate2, llama.cpp) release the GIL. The thread is a daemon: a
+        server that fails to start does not wait for it.
+        """
+        future: Future[SharedModels] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                models = cls.load(settings)
+                models.warm_ms = models.warm()
+            except BaseException as e:  # handed to whoever awaits the future
+                future.set_exception(e)
+            else:
+                future.set_result(models)
+
+        threading.Thread(target=run, name="voicebot-models-load", daemon=True).start()
+        return future
 
     def _warm_turn(self) -> None:
         if self.silero_session is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -34,12 +35,14 @@ def create_app(
     settings: Settings,
     *,
     models: SharedModels | None = None,
+    loading: Future[SharedModels] | None = None,
     decisions: dict[str, str] | None = None,
 ) -> FastAPI:
     """The voicebot app for resolved `settings` (see voicebot.autotune).
 
-    Pass `models` to reuse already-warm models (tests, `talk`); `decisions` are the
-    auto-tuning reasons, shown by /config.
+    Pass `models` to reuse already-warm models (tests, `talk`), or `loading` for models
+    whose load began before the app was built (`SharedModels.load_in_background`);
+    `decisions` are the auto-tuning reasons, shown by /config.
     """
     state = ModelState()
     metrics = VoicebotMetrics(
@@ -73,7 +76,7 @@ def create_app(
             # Fail start-up at once, naming the setting, if a model file is missing;
             # the slow load then runs while /health answers 503.
             providers.check(settings)
-            loader = asyncio.create_task(state.load(settings))
+            loader = asyncio.create_task(state.load(settings, loading))
         yield
         await daily.close()
         await webrtc.close()

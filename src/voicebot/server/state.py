@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 
 from loguru import logger
 
@@ -21,10 +22,13 @@ class ModelState:
         # Set on SIGTERM (server.drain): /health says so and new sessions are refused.
         self.drain = Drain()
 
-    async def load(self, settings: Settings) -> None:
+    async def load(self, settings: Settings, loading: Future[SharedModels] | None = None) -> None:
+        """Wait for the models: `loading`, begun before the server started, or a new load."""
+        if loading is None:
+            loading = SharedModels.load_in_background(settings)
         try:
-            models = await asyncio.to_thread(SharedModels.load, settings)
-            self.warm_ms = await asyncio.to_thread(models.warm)
+            models = await asyncio.wrap_future(loading)
+            self.warm_ms = models.warm_ms
         except Exception as e:  # reported by /health; the server stays up to say so
             self.error = f"{type(e).__name__}: {e}"
             logger.bind(error=self.error).error("model loading failed")
