@@ -82,6 +82,23 @@ def test_a_voice_is_heard_from_its_first_window_not_from_the_vads_start() -> Non
     assert heard == [True, False, False, True, False]
 
 
+def test_the_silence_heard_is_the_audio_the_vad_judged_silent_since_speech() -> None:
+    onset = SilenceOnset(0.0, 0.2)
+    silences = []
+    for state in (
+        VADState.SPEAKING,
+        VADState.STOPPING,
+        VADState.STOPPING,
+        VADState.QUIET,
+        VADState.STARTING,  # a voice not confirmed yet: neither counted nor a reset
+        VADState.QUIET,
+        VADState.SPEAKING,
+    ):
+        onset.observe(state, CHUNK_S)
+        silences.append(round(onset.silence_s / CHUNK_S))
+    assert silences == [0, 1, 2, 3, 3, 4, 0]
+
+
 class LengthEngine:
     """Stands in for `WhisperEngine`: a segment's "transcript" is how many seconds of it
     are voiced (its samples away from zero), so a transcript shows what audio it heard."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,14 @@ class Probe(SystemFrame):
 
 
 @dataclass
+class CatchUp(SystemFrame):
+    """The session's VAD catches up: from here it has judged `seconds` of the pause silent."""
+
+    heard_s: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
 class Snapshot:
     llm_calls: int
     messages: list[tuple[Any, Any]]
@@ -86,6 +94,8 @@ class Heard(FrameProcessor):
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
+        if isinstance(frame, CatchUp):
+            frame.heard_s[0] = frame.seconds
         if isinstance(frame, Probe):
             self.snapshot = Snapshot(
                 self._llm.calls, _messages(self._context), _spoken(self.frames)
@@ -106,6 +116,7 @@ async def _converse(
     min_silence_secs: float = 0.0,
     goes_on_secs: float = 0.0,
     hearing_voice: Callable[[], bool] | None = None,
+    silence_heard: Callable[[], float] | None = None,
 ) -> tuple[Heard, FakeLLMService, LLMContext, SpeculativeUserTurnStopStrategy]:
     llm = FakeLLMService(reply=REPLY, word_delay_s=word_delay_s)
     detectors = [CompleteTranscriptUserTurnStopStrategy(), DecidesOnCue()]
@@ -114,6 +125,7 @@ async def _converse(
         min_silence_secs=min_silence_secs,
         goes_on_secs=goes_on_secs,
         hearing_voice=hearing_voice,
+        silence_heard=silence_heard,
     )
     context = LLMContext()
     pair = LLMContextAggregatorPair(
@@ -287,6 +299,30 @@ async def test_a_voice_not_yet_confirmed_as_speech_holds_the_decision() -> None:
     )
     assert heard.snapshot is not None and heard.snapshot.spoken == "", "ended over a voice"
     assert len(looks) == 26 and strategy.confirmed == 1
+    assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
+
+
+async def test_the_floor_waits_for_the_silence_the_vad_has_heard_not_the_clock() -> None:
+    """On a busy machine the VAD runs behind: 0.8 s after the stop it has judged only
+    0.2 s of the pause silent, so a 0.3 s floor still holds the turn; it ends once the
+    VAD has heard 0.3 s of silence."""
+    heard_s = [0.2]
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("Turn off the lights."),
+            SleepFrame(sleep=0.8),  # the clock is well past the floor
+            Probe(),
+            CatchUp(heard_s=heard_s, seconds=0.35),
+            SleepFrame(sleep=0.5),
+        ],
+        min_silence_secs=0.3,
+        silence_heard=lambda: heard_s[0],
+    )
+    assert heard.snapshot is not None
+    assert heard.snapshot.spoken == "" and heard.snapshot.messages == [], "ended by the clock"
+    assert strategy.held == 1 and strategy.confirmed == 1
     assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
 
 

@@ -131,6 +131,7 @@ def _turn_stop_strategies(
                 # Words that plainly go on wait as long as smart-turn would at most.
                 goes_on_secs=settings.turn.max_silence_secs,
                 hearing_voice=(lambda: pauses.hearing_voice) if pauses else None,
+                silence_heard=(lambda: pauses.silence_s) if pauses else None,
             )
         ]
     return [*meaning, pause]

@@ -32,6 +32,9 @@ class SilenceOnset:
         self._told = False
         # The VAD hears a voice: speech, or its first windows before the VAD confirms it.
         self.hearing_voice = False
+        # Seconds of audio the VAD has judged silent since it last heard speech: the
+        # pause as far as the VAD has got, which on a busy machine lags the clock.
+        self.silence_s = 0.0
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -39,6 +42,10 @@ class SilenceOnset:
     def observe(self, state: VADState, seconds: float) -> None:
         """The state the analyzer returned for a chunk of `seconds` of audio."""
         self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING)
+        if state == VADState.SPEAKING:
+            self.silence_s = 0.0
+        elif state != VADState.STARTING:  # an unconfirmed voice neither counts nor resets
+            self.silence_s += seconds
         if state == VADState.STOPPING:
             self._silent_s += seconds
             if not self._told and self._silent_s >= self.after_secs > 0:

@@ -31,8 +31,10 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import (
 
 from voicebot.turns.complete_transcript import plainly_goes_on
 
-# How often a held decision looks again at a voice the VAD has not confirmed yet.
+# How often a held decision looks again at a voice the VAD has not confirmed yet, and at
+# the silence the VAD has heard when it runs behind the clock.
 VOICE_POLL_S = 0.02
+SILENCE_POLL_S = 0.005
 
 
 class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
@@ -53,8 +55,11 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     held to it; to `goes_on_secs` when the words so far plainly go on ("I need a gift
     for." ended by smart-turn's intonation at a pause in mid-sentence). The reply is
     answered speculatively meanwhile, so the wait costs little; a person who speaks again
-    within it is not cut off. At the end of the wait, a voice `hearing_voice()` reports
-    but the VAD has not confirmed as speech yet holds the decision until it either
+    within it is not cut off. The wait is counted in the audio the VAD has judged silent
+    (`silence_heard()`, seconds since the speech stopped) where that is known, not on the
+    clock: on a busy machine the VAD runs behind, and a clock would end the turn before
+    the VAD has heard the person go on. At the end of the wait, a voice `hearing_voice()`
+    reports but the VAD has not confirmed as speech yet holds the decision until it either
     becomes speech (the turn goes on) or fades (the turn ends).
     """
 
@@ -65,6 +70,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         min_silence_secs: float = 0.0,
         goes_on_secs: float = 0.0,
         hearing_voice: Callable[[], bool] | None = None,
+        silence_heard: Callable[[], float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,6 +79,8 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         self._goes_on_s = max(goes_on_secs, min_silence_secs)
         self._hearing_voice = hearing_voice or (lambda: False)
         self._speech_stopped_at = 0.0
+        # Without the VAD's count, the clock since the speech stopped stands in for it.
+        self._silence_heard = silence_heard or (lambda: time.time() - self._speech_stopped_at)
         # A detector ended the turn before `min_silence_secs`: its decision waits here.
         self._held_decision = False
         self._held_stop: asyncio.Task[None] | None = None
@@ -192,7 +200,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         needed = self._goes_on_s if plainly_goes_on(" ".join(self._text)) else self._min_silence_s
         if needed <= 0:
             return 0.0
-        return self._speech_stopped_at + needed - time.time()
+        return needed - self._silence_heard()
 
     async def _on_inference(
         self, _: BaseUserTurnStopStrategy, speculation: UserTurnSpeculation | None
@@ -234,11 +242,17 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
             logger.debug("the held reply answers the turn")
 
     async def _stop_after_silence(self, params: UserTurnStoppedParams) -> None:
-        await asyncio.sleep(max(self._silence_left_s(), 0.0))
-        # A voice the VAD has not confirmed yet: if it is speech, the VAD's start cancels
-        # this wait; if it fades, the turn ends. The VAD's state is a flag, polled.
-        while self._hearing_voice():  # noqa: ASYNC110
-            await asyncio.sleep(VOICE_POLL_S)
+        # Until the VAD has heard the silence (it may run behind the clock), then while it
+        # hears a voice it has not confirmed yet: if that is speech, the VAD's start
+        # cancels this wait; if it fades, the turn ends. Both are flags, polled.
+        while True:
+            left = self._silence_left_s()
+            if left > 0:
+                await asyncio.sleep(max(left, SILENCE_POLL_S))
+            elif self._hearing_voice():
+                await asyncio.sleep(VOICE_POLL_S)
+            else:
+                break
         self._held_stop = None
         self._held_decision = False
         # The detector's decision, now: confirm the speculation, or infer, then finalize.
