@@ -9,8 +9,10 @@ and the real Whisper engine on a spoken question and compares with a start at th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,35 +69,37 @@ def test_onset_is_told_after_the_silence_and_withdrawn_when_speech_returns() -> 
     assert told == [True, False, True]
 
 
-def test_a_voice_is_heard_from_its_first_window_not_from_the_vads_start() -> None:
+def _after_each_chunk(states: list[VADState], read: Callable[[SilenceOnset], Any]) -> list[Any]:
+    """`read(onset)` after each chunk of `states`, one 20 ms chunk per state."""
     onset = SilenceOnset(0.0, 0.2)
-    heard = []
-    for state in (
-        VADState.SPEAKING,
-        VADState.STOPPING,
-        VADState.QUIET,
-        VADState.STARTING,
-        VADState.QUIET,
-    ):
+    seen = []
+    for state in states:
         onset.observe(state, CHUNK_S)
-        heard.append(onset.hearing_voice)
+        seen.append(read(onset))
+    return seen
+
+
+def test_a_voice_is_heard_from_its_first_window_not_from_the_vads_start() -> None:
+    heard = _after_each_chunk(
+        [VADState.SPEAKING, VADState.STOPPING, VADState.QUIET, VADState.STARTING, VADState.QUIET],
+        lambda onset: onset.hearing_voice,
+    )
     assert heard == [True, False, False, True, False]
 
 
 def test_the_silence_heard_is_the_audio_the_vad_judged_silent_since_speech() -> None:
-    onset = SilenceOnset(0.0, 0.2)
-    silences = []
-    for state in (
-        VADState.SPEAKING,
-        VADState.STOPPING,
-        VADState.STOPPING,
-        VADState.QUIET,
-        VADState.STARTING,  # a voice not confirmed yet: neither counted nor a reset
-        VADState.QUIET,
-        VADState.SPEAKING,
-    ):
-        onset.observe(state, CHUNK_S)
-        silences.append(round(onset.silence_s / CHUNK_S))
+    silences = _after_each_chunk(
+        [
+            VADState.SPEAKING,
+            VADState.STOPPING,
+            VADState.STOPPING,
+            VADState.QUIET,
+            VADState.STARTING,  # a voice not confirmed yet: neither counted nor a reset
+            VADState.QUIET,
+            VADState.SPEAKING,
+        ],
+        lambda onset: round(onset.silence_s / CHUNK_S),
+    )
     assert silences == [0, 1, 2, 3, 3, 4, 0]
 
 
