@@ -117,6 +117,7 @@ async def _converse(
     goes_on_secs: float = 0.0,
     hearing_voice: Callable[[], bool] | None = None,
     silence_heard: Callable[[], float] | None = None,
+    vad_lag_limit_secs: float = 5.0,
 ) -> tuple[Heard, FakeLLMService, LLMContext, SpeculativeUserTurnStopStrategy]:
     llm = FakeLLMService(reply=REPLY, word_delay_s=word_delay_s)
     detectors = [CompleteTranscriptUserTurnStopStrategy(), DecidesOnCue()]
@@ -126,6 +127,7 @@ async def _converse(
         goes_on_secs=goes_on_secs,
         hearing_voice=hearing_voice,
         silence_heard=silence_heard,
+        vad_lag_limit_secs=vad_lag_limit_secs,
     )
     context = LLMContext()
     pair = LLMContextAggregatorPair(
@@ -323,6 +325,31 @@ async def test_the_floor_waits_for_the_silence_the_vad_has_heard_not_the_clock()
     assert heard.snapshot is not None
     assert heard.snapshot.spoken == "" and heard.snapshot.messages == [], "ended by the clock"
     assert strategy.held == 1 and strategy.confirmed == 1
+    assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
+
+
+async def test_audio_that_stops_coming_does_not_hold_the_turn_for_ever() -> None:
+    """A muted microphone or a stalled transport: the VAD's count stops at 0.1 s, its last
+    window an unconfirmed voice. The clock ends the wait `vad_lag_limit_secs` after the
+    floor, and the held reply is spoken."""
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("Turn off the lights."),
+            SleepFrame(sleep=0.3),  # past the floor on the clock, not yet past the limit
+            Probe(),
+            SleepFrame(sleep=1.2),
+        ],
+        min_silence_secs=0.2,
+        hearing_voice=lambda: True,
+        silence_heard=lambda: 0.1,
+        vad_lag_limit_secs=0.5,
+    )
+    assert heard.snapshot is not None
+    assert heard.snapshot.spoken == "", "the clock ended the wait before the limit"
+    assert strategy.held == 1 and strategy.confirmed == 1
+    assert _spoken(heard.frames).split() == REPLY.split()
     assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
 
 

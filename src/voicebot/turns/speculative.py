@@ -35,6 +35,10 @@ from voicebot.turns.complete_transcript import plainly_goes_on
 # the silence the VAD has heard when it runs behind the clock.
 VOICE_POLL_S = 0.02
 SILENCE_POLL_S = 0.005
+# How far the VAD's count of the silence may fall behind the clock before the clock
+# decides: audio that stops coming (a muted microphone, a stalled transport) has no
+# silence to count, and must not hold a turn open for ever.
+VAD_LAG_LIMIT_S = 1.0
 
 
 class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
@@ -60,7 +64,8 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     clock: on a busy machine the VAD runs behind, and a clock would end the turn before
     the VAD has heard the person go on. At the end of the wait, a voice `hearing_voice()`
     reports but the VAD has not confirmed as speech yet holds the decision until it either
-    becomes speech (the turn goes on) or fades (the turn ends).
+    becomes speech (the turn goes on) or fades (the turn ends). Either wait ends at the
+    latest `vad_lag_limit_secs` after the clock has passed the floor.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         goes_on_secs: float = 0.0,
         hearing_voice: Callable[[], bool] | None = None,
         silence_heard: Callable[[], float] | None = None,
+        vad_lag_limit_secs: float = VAD_LAG_LIMIT_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -80,7 +86,8 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         self._hearing_voice = hearing_voice or (lambda: False)
         self._speech_stopped_at = 0.0
         # Without the VAD's count, the clock since the speech stopped stands in for it.
-        self._silence_heard = silence_heard or (lambda: time.time() - self._speech_stopped_at)
+        self._silence_heard = silence_heard or self._clock_s
+        self._vad_lag_limit_s = vad_lag_limit_secs
         # A detector ended the turn before `min_silence_secs`: its decision waits here.
         self._held_decision = False
         self._held_stop: asyncio.Task[None] | None = None
@@ -194,13 +201,23 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     async def _on_cancelled(self, _: BaseUserTurnStopStrategy) -> None:
         await self.trigger_user_turn_speculation_cancelled()
 
-    def _silence_left_s(self) -> float:
+    def _clock_s(self) -> float:
+        return time.time() - self._speech_stopped_at
+
+    def _silence_needed_s(self) -> float:
         if self._speaking:
             return 0.0
-        needed = self._goes_on_s if plainly_goes_on(" ".join(self._text)) else self._min_silence_s
+        return self._goes_on_s if plainly_goes_on(" ".join(self._text)) else self._min_silence_s
+
+    def _clock_left_s(self) -> float:
+        """Time until the clock ends the wait, however far behind the VAD has fallen."""
+        return self._silence_needed_s() + self._vad_lag_limit_s - self._clock_s()
+
+    def _silence_left_s(self) -> float:
+        needed = self._silence_needed_s()
         if needed <= 0:
             return 0.0
-        return needed - self._silence_heard()
+        return min(needed - self._silence_heard(), self._clock_left_s())
 
     async def _on_inference(
         self, _: BaseUserTurnStopStrategy, speculation: UserTurnSpeculation | None
@@ -244,12 +261,13 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     async def _stop_after_silence(self, params: UserTurnStoppedParams) -> None:
         # Until the VAD has heard the silence (it may run behind the clock), then while it
         # hears a voice it has not confirmed yet: if that is speech, the VAD's start
-        # cancels this wait; if it fades, the turn ends. Both are flags, polled.
+        # cancels this wait; if it fades, the turn ends. Both are flags, polled; the
+        # clock bounds both waits.
         while True:
             left = self._silence_left_s()
             if left > 0:
                 await asyncio.sleep(max(left, SILENCE_POLL_S))
-            elif self._hearing_voice():
+            elif self._hearing_voice() and self._clock_left_s() > 0:
                 await asyncio.sleep(VOICE_POLL_S)
             else:
                 break
