@@ -27,7 +27,14 @@ import soxr
 import uvicorn
 from fastapi import FastAPI
 from loguru import logger
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    async_playwright,
+)
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.helpers import REPO
 from voicebot.config import Settings
@@ -168,15 +175,22 @@ async def wait_state(page: Page, state: str) -> None:
 
 async def wait_for_answer(page: Page, keywords: tuple[str, ...], after_turn: int = 0) -> dict:
     """Wait until a turn from `after_turn` on has the question's words and a heard reply."""
-    await page.wait_for_function(
-        """([words, first]) => {
-            const turns = window.voicebot.turns.slice(first);
-            return turns.some(t => words.every(w => t.user.toLowerCase().includes(w))
-                                   && t.bot.length > 0 && t.latencyMs !== null);
-        }""",
-        arg=[list(keywords), after_turn],
-        timeout=TURN_TIMEOUT_MS,
-    )
+    try:
+        await page.wait_for_function(
+            """([words, first]) => {
+                const turns = window.voicebot.turns.slice(first);
+                return turns.some(t => words.every(w => t.user.toLowerCase().includes(w))
+                                       && t.bot.length > 0 && t.latencyMs !== null);
+            }""",
+            arg=[list(keywords), after_turn],
+            timeout=TURN_TIMEOUT_MS,
+        )
+    except PlaywrightTimeoutError:
+        seen = await facts(page)
+        pytest.fail(
+            f"no turn from {after_turn} on heard {keywords} and a reply; the page "
+            f"({seen['state']}, {seen['transport']}) shows: {seen['turns']}"
+        )
     seen = await facts(page)
     return next(
         t
@@ -380,6 +394,42 @@ async def test_denied_microphone_is_explained(
         await screenshot(page, screenshots, "mic-denied")
     finally:
         await denying.close()
+
+
+async def test_words_answered_after_their_turn_ended_keep_their_reply(
+    server: LocalServer, guarded: Guarded
+) -> None:
+    """A scripted /ws server, as a busy one behaves: the turn's stop watchdog ends it before
+    the transcript reaches the aggregator, the transcript opens a turn of its own, and that
+    one is answered. The page shows the question and its reply as one turn."""
+    page = await guarded.page()
+    rate = 22050
+    beep = (np.sin(np.arange(rate) * 2 * np.pi * 440 / rate) * 12000).astype(np.int16)
+    script: list[tuple[dict[str, Any] | bytes, float]] = [
+        ({"type": "ready", "protocol": 1, "session_id": "scripted", "sample_rate": rate}, 0.3),
+        ({"type": "user_started_speaking"}, 0.3),
+        ({"type": "transcript", "text": "What is the capital of France?", "final": True}, 0.2),
+        ({"type": "user_stopped_speaking"}, 0.2),
+        ({"type": "user_started_speaking"}, 0.1),
+        ({"type": "user_stopped_speaking"}, 0.2),
+        ({"type": "bot_started_speaking"}, 0.1),
+        ({"type": "bot_text", "text": "Paris."}, 0.1),
+        (beep.tobytes(), 0.8),
+        ({"type": "bot_stopped_speaking"}, 0.3),
+    ]
+
+    async def scripted(ws: Any) -> None:
+        for item, pause in script:
+            ws.send(item if isinstance(item, bytes) else json.dumps(item))
+            await asyncio.sleep(pause)
+
+    await page.route_web_socket("**/ws*", scripted)
+    await page.goto(f"{server.http_url}/?transport=websocket")
+    await page.locator("#connect").click()
+    await wait_for_answer(page, ("capital", "france"))
+    turns = (await facts(page))["turns"]
+    assert [(t["user"], t["bot"]) for t in turns] == [("What is the capital of France?", "Paris.")]
+    guarded.assert_stayed_local()
 
 
 async def test_interruption_is_marked_and_bot_audio_is_played(

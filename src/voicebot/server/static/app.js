@@ -300,8 +300,10 @@ function bubble(kind, who) {
 }
 
 function newTurn() {
-  // A turn that never got words (a cough, a false start) is reused rather than left empty.
-  if (turn && !turn.data.user && !turn.data.bot) return turn;
+  // A turn the bot has not answered yet is kept: a cough or a false start adds nothing,
+  // and words the server answers later (its turn ended before their transcript arrived,
+  // which happens on a busy machine) get their reply in the same turn.
+  if (turn && !turn.data.bot) return turn;
   const element = document.createElement("div");
   element.className = "turn";
   const user = bubble("user", "You");
@@ -361,6 +363,8 @@ function onServerEvent(event) {
   switch (event.type) {
     case "ready":
       facts.sessionId = event.session_id;
+      // A new session starts a new turn; an empty one is still reused.
+      if (turn && (turn.data.user || turn.data.bot)) turn = null;
       break;
     case "user_started_speaking":
       if (botSpeaking) {
