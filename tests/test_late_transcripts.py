@@ -49,7 +49,11 @@ from tests.fakes import FakeLLMService, FakeTTSService
 from tests.helpers import tweak
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
 from voicebot.config import Settings
-from voicebot.pipeline import ask_to_repeat_after_first_reply, user_turn_strategies
+from voicebot.pipeline import (
+    ask_to_repeat_after_first_reply,
+    say_repeat_phrase,
+    user_turn_strategies,
+)
 
 # The transcripts are really late and the audio is paced in real time: seconds a test.
 pytestmark = pytest.mark.slow
@@ -139,10 +143,12 @@ async def converse(
     smart_turn_complete: bool = True,
     speculative: bool = False,
     ask_to_repeat: bool = False,
+    repeat_phrase: bool = False,
 ) -> Conversation:
     """Speak (voiced, seconds) pieces (and send frames in between) through the session's
     turn set-up; the STT answers each voiced piece with texts[i] after delays_s[i].
-    `ask_to_repeat`: the session's handling of turns without words (pipeline.py). Returns
+    `ask_to_repeat`: the session's handling of turns without words (pipeline.py), with
+    `turn.repeat_phrase` spoken instead of running the LLM when `repeat_phrase`. Returns
     the conversation as the LLM saw it when the audio ended."""
     llm = FakeLLMService(reply="Sure.")
     context = LLMContext()
@@ -164,8 +170,17 @@ async def converse(
     if empty_turns is not None:
         ask_to_repeat_after_first_reply(pair.assistant(), empty_turns)
     reader = Reader(llm, context)
+    repeat = say_repeat_phrase(settings) if repeat_phrase else []
     pipeline = Pipeline(
-        [LateSTT(texts, delays_s), pair.user(), reader, llm, FakeTTSService(), pair.assistant()]
+        [
+            LateSTT(texts, delays_s),
+            pair.user(),
+            reader,
+            *repeat,
+            llm,
+            FakeTTSService(),
+            pair.assistant(),
+        ]
     )
     frames = [
         f
@@ -240,6 +255,22 @@ async def test_words_lost_after_cutting_a_reply_off_make_the_bot_ask_to_repeat()
         ("developer", DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT),
         ("assistant", "Sure."),
     ]
+
+
+async def test_the_request_to_repeat_is_a_fixed_phrase_not_an_llm_run() -> None:
+    """The same turns with `turn.repeat_phrase`: the instruction never reaches the LLM
+    (the bundled one read it out), the phrase is spoken and kept as the bot's reply."""
+    phrase = Settings().turn.repeat_phrase
+    assert phrase, "turn.repeat_phrase is on by default"
+    seen = await converse(
+        [(True, 1.2), (False, 1.0), *WORDLESS],
+        [QUESTION, ""],
+        [0.1, 0.1],
+        ask_to_repeat=True,
+        repeat_phrase=True,
+    )
+    assert seen.llm_calls == 1
+    assert seen.messages == [("user", QUESTION), ("assistant", "Sure."), ("assistant", phrase)]
 
 
 async def test_a_turn_without_words_before_the_first_reply_gets_no_answer() -> None:

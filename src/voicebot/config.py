@@ -335,6 +335,10 @@ class TurnSettings(_Section):
     # who goes on within it (a pause in mid-sentence) is not cut off. 0 = no floor. Words
     # that plainly go on ("a gift for", "funny,") wait up to `max_silence_secs`.
     min_silence_secs: float = Field(0.9, ge=0.0)
+    # What the bot says when a turn that cut its reply off had no words Whisper could
+    # hear. "" = the LLM words the request to repeat (Pipecat's instruction; the bundled
+    # small models read it out instead of following it).
+    repeat_phrase: str = "Sorry, I didn't catch that. Could you say it again?"
 
 
 DAILY_API_URL = "https://api.daily.co/v1"

@@ -15,6 +15,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.empty_user_turn import (
     DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT,
@@ -36,6 +37,7 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.observability.observer_group import ObserverGroup
 from voicebot.observability.rtvi import VoicebotRTVIProcessor
+from voicebot.processors.ask_to_repeat import AskToRepeat
 from voicebot.processors.barge_in import BargeInVADSwitch
 from voicebot.processors.filler import LateReplyFiller
 from voicebot.processors.history import HistoryLimiter
@@ -171,6 +173,14 @@ def ask_to_repeat_after_first_reply(
         empty_turns.interrupted_prompt = DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT
 
 
+def say_repeat_phrase(settings: Settings) -> list[FrameProcessor]:
+    """The fixed request to repeat (processors/ask_to_repeat.py), unless the LLM words it."""
+    phrase = settings.turn.repeat_phrase.strip()
+    if not phrase:
+        return []
+    return [AskToRepeat(instruction=DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT, phrase=phrase)]
+
+
 def build_worker(
     transport: BaseTransport,
     models: SharedModels,
@@ -222,6 +232,7 @@ def build_worker(
             # While the bot speaks, the VAD listens with `vad.barge_in` (words cut it off sooner).
             *_barge_in_switch(settings),
             history,
+            *say_repeat_phrase(settings),
             llm,
             *filler,
             tts,
