@@ -8,7 +8,10 @@ flag of the ProviderError it raises, as a real provider's boundary would transla
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+import threading
+import time
+from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +30,7 @@ from pipecat.services.settings import LLMSettings, TTSSettings
 from pipecat.services.tts_service import TTSService
 
 from voicebot.errors import ProviderError
+from voicebot.providers.llm.local import Emit, LocalLLMService, ModelQueue
 
 Failure = Literal["raise", "stall", "midway", "stall_midway"] | None
 
@@ -131,3 +135,42 @@ class FakeTTSService(TTSService):
 def tone(seconds: float, rate: int, hz: float = 440.0) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype(np.int16).tobytes()
+
+
+class WordsLocalLLM(LocalLLMService):
+    """Our in-process LLM base over a stand-in model that writes `reply` word by word."""
+
+    def __init__(self, *, reply: str, word_delay_s: float = 0.02) -> None:
+        super().__init__(
+            model_name="words", queue=ModelQueue("words"), system_instruction="Be brief."
+        )
+        self.reply = reply
+        self.word_delay_s = word_delay_s
+        self.calls = 0
+
+    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
+        self.calls += 1
+        for i, word in enumerate(self.reply.split(" ")):
+            if stop.wait(self.word_delay_s):
+                return
+            emit(("" if i == 0 else " ") + word)
+
+
+@dataclass
+class _VoiceChunk:
+    audio_int16_bytes: bytes
+
+
+class RecordingPiperVoice:
+    """Stands in for a `PiperVoice`: a tone per text, with every text it was asked for."""
+
+    def __init__(self, rate: int = 16000, seconds_per_chunk: float = 0.05) -> None:
+        self.config = type("Config", (), {"sample_rate": rate})()
+        self.texts: list[str] = []
+        self._seconds = seconds_per_chunk
+
+    def synthesize(self, text: str) -> Iterator[_VoiceChunk]:
+        self.texts.append(text)
+        for _ in range(2):
+            time.sleep(self._seconds)  # synthesis takes time, on the worker thread
+            yield _VoiceChunk(tone(0.1, self.config.sample_rate))

@@ -31,15 +31,19 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMUserAggregatorParams,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.tts_service import TTSService
 from pipecat.tests.utils import SleepFrame, run_test
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
-from tests.fakes import FakeLLMService, FakeTTSService
+from tests.fakes import FakeLLMService, FakeTTSService, RecordingPiperVoice, WordsLocalLLM
 from tests.helpers import words
 from voicebot.config import Settings
 from voicebot.models import SharedModels
+from voicebot.processors.text_clause import speak_first_clause_early
+from voicebot.providers.tts.ahead import AheadCounts, FirstPieceAhead
+from voicebot.providers.tts.piper import PiperTTSService
 from voicebot.tools import voice_set
 from voicebot.tools.client import load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
@@ -85,7 +89,7 @@ class Snapshot:
 class Heard(FrameProcessor):
     """What reaches the transport (the words the bot speaks), plus a Probe's snapshot."""
 
-    def __init__(self, llm: FakeLLMService, context: LLMContext) -> None:
+    def __init__(self, llm: Any, context: LLMContext) -> None:
         super().__init__()
         self.frames: list[Frame] = []
         self.snapshot: Snapshot | None = None
@@ -118,8 +122,11 @@ async def _converse(
     hearing_voice: Callable[[], bool] | None = None,
     silence_heard: Callable[[], float] | None = None,
     vad_lag_limit_secs: float = 5.0,
-) -> tuple[Heard, FakeLLMService, LLMContext, SpeculativeUserTurnStopStrategy]:
-    llm = FakeLLMService(reply=REPLY, word_delay_s=word_delay_s)
+    llm: Any = None,
+    tts: TTSService | None = None,
+) -> tuple[Heard, Any, LLMContext, SpeculativeUserTurnStopStrategy]:
+    """`llm` (with a `calls` count) and `tts` replace the fakes when given."""
+    llm = llm or FakeLLMService(reply=REPLY, word_delay_s=word_delay_s)
     detectors = [CompleteTranscriptUserTurnStopStrategy(), DecidesOnCue()]
     strategy = SpeculativeUserTurnStopStrategy(
         detectors=detectors,
@@ -140,7 +147,7 @@ async def _converse(
         ),
     )
     heard = Heard(llm, context)
-    pipeline = Pipeline([pair.user(), llm, FakeTTSService(), heard, pair.assistant()])
+    pipeline = Pipeline([pair.user(), llm, tts or FakeTTSService(), heard, pair.assistant()])
     await run_test(pipeline, frames_to_send=frames)
     return heard, llm, context, strategy
 
@@ -351,6 +358,66 @@ async def test_audio_that_stops_coming_does_not_hold_the_turn_for_ever() -> None
     assert strategy.held == 1 and strategy.confirmed == 1
     assert _spoken(heard.frames).split() == REPLY.split()
     assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
+
+
+def _stages_that_synthesise_ahead() -> tuple[WordsLocalLLM, PiperTTSService, RecordingPiperVoice]:
+    """Our local LLM base and Piper service (stand-in model and voice), wired as a session's."""
+    llm = WordsLocalLLM(reply=REPLY)
+    voice = RecordingPiperVoice()
+    tts = PiperTTSService(voice=voice, voice_name="rec")  # type: ignore[arg-type]
+    speak_first_clause_early(tts, 4)
+    llm.ahead = FirstPieceAhead(tts, min_words=4)
+    return llm, tts, voice
+
+
+async def test_a_held_replys_first_piece_is_synthesised_before_the_turn_is_confirmed() -> None:
+    llm, tts, voice = _stages_that_synthesise_ahead()
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            _said("I'd like a table for two at"),  # reads unfinished: speculate
+            SleepFrame(sleep=0.6),  # the reply is written, held, its first piece synthesised
+            Probe(),
+            EndTurn(),
+            SleepFrame(sleep=0.5),
+        ],
+        llm=llm,
+        tts=tts,
+    )
+    assert heard.snapshot is not None and heard.snapshot.spoken == "", "spoken before confirmed"
+    assert strategy.speculated == 1 and strategy.confirmed == 1
+    assert tts.ahead == AheadCounts(started=1, used=1, dropped=0)
+    assert voice.texts == [REPLY], "the first piece was synthesised twice"
+    assert _spoken(heard.frames).split() == REPLY.split()
+    assert _messages(context) == [("user", "I'd like a table for two at"), ("assistant", REPLY)]
+
+
+async def test_a_withdrawn_replys_early_audio_is_dropped() -> None:
+    llm, tts, voice = _stages_that_synthesise_ahead()
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            _said("I'd like a table for"),
+            SleepFrame(sleep=0.6),  # held, first piece synthesised ahead
+            VADUserStartedSpeakingFrame(),  # the person goes on
+            SleepFrame(sleep=0.3),
+            VADUserStoppedSpeakingFrame(),
+            _said("two people at seven."),  # reads complete: answered at once
+            SleepFrame(sleep=0.6),
+        ],
+        llm=llm,
+        tts=tts,
+    )
+    assert strategy.withdrawn == 1 and llm.calls == 2
+    assert tts.ahead == AheadCounts(started=1, used=0, dropped=1)
+    assert voice.texts == [REPLY, REPLY], "the answer was not synthesised afresh"
+    assert _spoken(heard.frames).split() == REPLY.split(), "the withdrawn audio was played"
+    assert _messages(context) == [
+        ("user", "I'd like a table for two people at seven."),
+        ("assistant", REPLY),
+    ]
 
 
 async def test_a_speculation_in_the_turn_after_an_answered_one_is_released() -> None:

@@ -261,6 +261,10 @@ class TTSSettings(_Section):
     # While Piper on the CPU synthesises a reply's first chunk, an in-process LLM pauses
     # between tokens (at most 1 s), so the first audio gets the cores.
     first_audio_priority: bool = True
+    # With `turn.speculative` and `first_clause_words`: Piper synthesises a held reply's
+    # first piece while the turn is confirmed, so its audio is ready when the reply is
+    # released (an in-process LLM only).
+    synthesise_ahead: bool = True
     # A cloud TTS that has not produced audio this long after being asked is abandoned,
     # and the same text is spoken by `fallback`.
     first_audio_timeout_secs: float = Field(2.0, gt=0.0)

@@ -93,11 +93,18 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
         "pipecat.services.tts_service.TTSService",
         ("_turn_context_id", "_is_yielding_frames_synchronously"),
     ),
+    "llm_is_speculating": ("pipecat.services.llm_service.LLMService", ("_speculation_gate",)),
     "websocket_input_receive_loop": (
         "pipecat.transports.websocket.fastapi.FastAPIWebsocketInputTransport",
         ("_receive_messages", "_client"),
     ),
 }
+
+
+def llm_is_speculating(llm: LLMService[Any]) -> bool:
+    """Whether `llm` is generating a reply its `SpeculationGate` holds (`_speculation_gate`):
+    one for a turn that has not been confirmed yet."""
+    return bool(llm._speculation_gate.is_speculating)
 
 
 def adopt_silero_session(stream: SileroOnnxModel, session: onnxruntime.InferenceSession) -> None:

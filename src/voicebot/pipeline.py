@@ -44,7 +44,9 @@ from voicebot.processors.history import HistoryLimiter
 from voicebot.processors.input_audio import InputAudioStop
 from voicebot.protocol import INPUT_SAMPLE_RATE
 from voicebot.providers import spec as providers
+from voicebot.providers.llm.local import LocalLLMService
 from voicebot.providers.llm.stage import build_llm
+from voicebot.providers.tts.ahead import FirstPieceAhead, SynthesisesAhead
 from voicebot.providers.tts.stage import build_tts, output_sample_rate
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
@@ -173,6 +175,15 @@ def ask_to_repeat_after_first_reply(
         empty_turns.interrupted_prompt = DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT
 
 
+def _synthesise_ahead(settings: Settings, llm: object, tts: object) -> None:
+    """Let the TTS start on a held reply's first piece (providers/tts/ahead.py)."""
+    words = settings.tts.first_clause_words
+    if not (settings.tts.synthesise_ahead and settings.turn.speculative and words):
+        return
+    if isinstance(llm, LocalLLMService) and isinstance(tts, SynthesisesAhead):
+        llm.ahead = FirstPieceAhead(tts, min_words=words)
+
+
 def say_repeat_phrase(settings: Settings) -> list[FrameProcessor]:
     """The fixed request to repeat (processors/ask_to_repeat.py), unless the LLM words it."""
     phrase = settings.turn.repeat_phrase.strip()
@@ -198,6 +209,7 @@ def build_worker(
         max_turns=settings.llm.max_history_turns, max_tokens=settings.llm.max_history_tokens
     )
     tts = build_tts(settings, models)
+    _synthesise_ahead(settings, llm, tts)
     filler = (
         [
             LateReplyFiller(

@@ -19,6 +19,7 @@ from pipecat.frames.frames import (
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
+    LLMTextFrame,
     MetricsFrame,
 )
 from pipecat.metrics.metrics import LLMTokenUsage
@@ -30,10 +31,12 @@ from pipecat.utils.tracing.service_decorators import traced_llm
 from pipecat.utils.types import assert_given
 
 from voicebot.observability.metrics_data import QueueWaitMetricsData, TokensPerSecondMetricsData
+from voicebot.pipecat_compat import llm_is_speculating
 from voicebot.threads import yield_to_audio
 
 if TYPE_CHECKING:
     from voicebot.config import Settings
+    from voicebot.providers.tts.ahead import FirstPieceAhead
 
 _END = object()
 
@@ -121,9 +124,12 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
     prompt and interruptions behave as for any Pipecat LLM. `_generate` runs in a worker
     thread and hands each piece to `emit`; an interruption cancels the streaming
     coroutine, which sets `stop` so the thread ends at its next piece and frees the model.
+    A reply the speculation gate holds is also handed to `ahead`, when set, so the TTS
+    can start on its first piece (providers/tts/ahead.py).
     """
 
     adapter_class = OpenAILLMAdapter
+    ahead: FirstPieceAhead | None = None
 
     def __init__(
         self,
@@ -155,6 +161,16 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
 
     def can_generate_metrics(self) -> bool:
         return True
+
+    async def push_frame(
+        self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
+    ) -> None:
+        if self.ahead is not None and direction == FrameDirection.DOWNSTREAM:
+            if isinstance(frame, LLMFullResponseStartFrame):
+                self.ahead.reply_started()
+            elif isinstance(frame, LLMTextFrame) and llm_is_speculating(self):
+                await self.ahead.held_text(frame.text)
+        await super().push_frame(frame, direction)
 
     def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
         """Produce the reply to `messages` piece by piece (called in a worker thread)."""

@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipecat.frames.frames import Frame
+from loguru import logger
+from pipecat.frames.frames import EagerEndOfTurnCancelFrame, Frame, InterruptionFrame
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.utils.tracing.service_decorators import traced_tts
 
 from voicebot import model_files
 from voicebot.audio.pcm import trim_leading_silence
 from voicebot.providers.spec import ProviderSpec
+from voicebot.providers.tts.ahead import AheadAudio, AheadCounts
 from voicebot.providers.tts.sentence import REPLY_PAUSE_LIMIT_S, SentenceTTSService
 from voicebot.threads import FIRST_AUDIO, FirstAudioPriority
 
@@ -37,7 +40,9 @@ class PiperTTSService(SentenceTTSService):
     Piper runs on ONNX Runtime, whose sessions are thread-safe, so sessions synthesise
     concurrently. Each text Pipecat hands over (one sentence) is synthesised off the
     event loop and streamed out chunk by chunk, resampled to the pipeline's rate. A reply's
-    audio context stays open across slow sentences (`SentenceTTSService`).
+    audio context stays open across slow sentences (`SentenceTTSService`). A held reply's
+    first piece can be synthesised before the reply arrives (`synthesise_ahead`,
+    providers/tts/ahead.py).
     """
 
     Settings = PiperTTSSettings
@@ -62,6 +67,8 @@ class PiperTTSService(SentenceTTSService):
         # Local LLMs hold still while a reply's first chunk is synthesised (CPU only).
         self._first_audio = first_audio
         self._last_context: str | None = None
+        self._ahead: AheadAudio | None = None
+        self.ahead = AheadCounts()
 
     def can_generate_metrics(self) -> bool:
         return True
@@ -88,15 +95,51 @@ class PiperTTSService(SentenceTTSService):
             if audio:
                 yield audio
 
+    async def synthesise_ahead(self, text: str) -> None:
+        """Start on a held reply's first piece; `run_tts` takes it if the reply brings it."""
+        await self._drop_ahead()
+        chunks: asyncio.Queue[object] = asyncio.Queue()
+        fill = AheadAudio.fill(self._chunks(text, reply_start=True), chunks)
+        task = self.create_task(fill, f"{self}::synthesise_ahead")
+        self._ahead = AheadAudio(text.strip(), task, chunks)
+        self.ahead.started += 1
+
+    async def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            self.ahead.dropped += 1
+            await self.cancel_task(ahead.task)
+
+    async def _take_ahead(self, text: str) -> AheadAudio | None:
+        if self._ahead is not None and self._ahead.matches(text):
+            ahead, self._ahead = self._ahead, None
+            self.ahead.used += 1
+            return ahead
+        await self._drop_ahead()
+        return None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, EagerEndOfTurnCancelFrame | InterruptionFrame):
+            await self._drop_ahead()  # the reply it belonged to was withdrawn or cut off
+        await super().process_frame(frame, direction)
+
+    async def cleanup(self) -> None:
+        await self._drop_ahead()
+        await super().cleanup()
+
     @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Synthesise `text`, yielding audio frames as each Piper chunk is ready."""
         await self.start_tts_usage_metrics(text)
         # The first text of a reply (a new context) is what the person is waiting for.
         reply_start, self._last_context = context_id != self._last_context, context_id
+        ahead = await self._take_ahead(text)
+        if ahead is not None:
+            logger.debug("first piece synthesised ahead")
+        chunks = ahead.stream() if ahead else self._chunks(text, reply_start=reply_start)
         try:
             async for frame in self._stream_audio_frames_from_iterator(
-                self._chunks(text, reply_start=reply_start),
+                chunks,
                 in_sample_rate=self._voice.config.sample_rate,
                 context_id=context_id,
             ):
