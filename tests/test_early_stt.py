@@ -40,6 +40,7 @@ from voicebot.models import SharedModels
 from voicebot.pipeline import _follow_pauses
 from voicebot.providers.stt.whisper import FasterWhisperSTTService
 from voicebot.providers.stt.whisper_engine import Transcript, WhisperEngine
+from voicebot.turns.segments import spoken_since
 
 
 def test_onset_is_told_after_the_silence_and_withdrawn_when_speech_returns() -> None:
@@ -130,11 +131,13 @@ class Transcripts(FrameProcessor):
     def __init__(self) -> None:
         super().__init__()
         self.texts: list[str] = []
+        self.spoken_since: list[bool] = []
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, TranscriptionFrame):
             self.texts.append(frame.text)
+            self.spoken_since.append(spoken_since(frame))
         await self.push_frame(frame, direction)
 
 
@@ -144,6 +147,7 @@ async def transcribe(
     frames: list[Frame],
     *,
     early_start_secs: float,
+    heard: Transcripts | None = None,
 ) -> list[str]:
     """Send `frames` through STT -> user aggregator (with `vad`), wired as a session is."""
     settings = tweak_whisper(Settings(), early_start_secs=early_start_secs)
@@ -156,7 +160,7 @@ async def transcribe(
             user_turn_strategies=UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy()]),
         ),
     )
-    heard = Transcripts()
+    heard = heard or Transcripts()
     await run_test(
         Pipeline([stt, heard, pair.user()]),
         frames_to_send=[*frames, SleepFrame(0.5)],
@@ -200,6 +204,22 @@ async def test_speech_after_the_onset_drops_the_early_start() -> None:
     assert (stt.early.started, stt.early.used, stt.early.dropped) == (2, 1, 1)
     # The transcript covers the whole utterance, not the part before the first pause.
     assert len(texts) == 1 and float(texts[0]) == pytest.approx(1.5, abs=0.05)
+
+
+async def test_a_transcript_ready_after_the_person_spoke_again_says_so() -> None:
+    """A slow Whisper (1 s a segment): the words before a 0.7 s pause are ready after the
+    VAD heard the second half begin (turns/segments.py); the second half's are not."""
+    stt = FasterWhisperSTTService(engine=LengthEngine(decode_s=1.0))  # type: ignore[arg-type]
+    heard = Transcripts()
+    texts = await transcribe(
+        stt,
+        _energy_vad(),
+        _speech((True, 1.0), (False, 0.7), (True, 0.8), (False, 2.0)),
+        early_start_secs=0.0,
+        heard=heard,
+    )
+    assert [float(t) for t in texts] == [pytest.approx(1.0, abs=0.05), pytest.approx(0.8, abs=0.05)]
+    assert heard.spoken_since == [True, False]
 
 
 async def test_zero_starts_at_the_stop() -> None:

@@ -48,6 +48,7 @@ from voicebot.tools import voice_set
 from voicebot.tools.client import load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
+from voicebot.turns.segments import SegmentTranscript
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
 REPLY = "Sure, a table for two at seven."
@@ -416,6 +417,36 @@ async def test_a_withdrawn_replys_early_audio_is_dropped() -> None:
     assert _spoken(heard.frames).split() == REPLY.split(), "the withdrawn audio was played"
     assert _messages(context) == [
         ("user", "I'd like a table for two people at seven."),
+        ("assistant", REPLY),
+    ]
+
+
+async def test_words_before_a_pause_ready_after_the_person_went_on_do_not_end_the_turn() -> None:
+    """A busy machine: "Remind me what the weather" is transcribed after the VAD heard
+    "will be like on Friday" begin (turns/segments.py). A detector ends the turn at the
+    second stop; it waits for the second half's words, then answers both."""
+    first = "Remind me what the weather."
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            VADUserStartedSpeakingFrame(),
+            TranscriptionFrame(
+                text=first, user_id="user", timestamp="now", result=SegmentTranscript(True)
+            ),
+            VADUserStoppedSpeakingFrame(),
+            EndTurn(),
+            SleepFrame(sleep=0.3),
+            Probe(),
+            _said("We'll be like on Friday."),
+            SleepFrame(sleep=0.5),
+        ],
+    )
+    assert heard.snapshot is not None and heard.snapshot.messages == [], "ended on half the words"
+    assert heard.snapshot.spoken == ""
+    assert strategy.confirmed == 1
+    assert _messages(context) == [
+        ("user", f"{first} We'll be like on Friday."),
         ("assistant", REPLY),
     ]
 

@@ -30,6 +30,7 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import (
 )
 
 from voicebot.turns.complete_transcript import plainly_goes_on
+from voicebot.turns.segments import spoken_since
 
 # How often a held decision looks again at a voice the VAD has not confirmed yet, and at
 # the silence the VAD has heard when it runs behind the clock.
@@ -159,7 +160,10 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         elif transcript:
             assert isinstance(frame, TranscriptionFrame)
             self._text.append(frame.text.strip())
-            self._untranscribed = False
+            # An earlier segment's words, ready after the person spoke again, leave the
+            # new speech untranscribed (turns/segments.py).
+            if not spoken_since(frame):
+                self._untranscribed = False
         for detector in self._detectors:
             if await detector.process_frame(frame) == ProcessFrameResult.STOP:
                 break
@@ -222,7 +226,9 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     async def _on_inference(
         self, _: BaseUserTurnStopStrategy, speculation: UserTurnSpeculation | None
     ) -> None:
-        if speculation is None and (self._held_decision or self._silence_left_s() > 0):
+        if speculation is None and (
+            self._held_decision or self._silence_left_s() > 0 or self._untranscribed
+        ):
             # Too soon: answer speculatively now, end the turn when the silence is long enough.
             self._held_decision = True
             await self._maybe_speculate()
@@ -267,7 +273,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
             left = self._silence_left_s()
             if left > 0:
                 await asyncio.sleep(max(left, SILENCE_POLL_S))
-            elif self._hearing_voice() and self._clock_left_s() > 0:
+            elif (self._hearing_voice() or self._untranscribed) and self._clock_left_s() > 0:
                 await asyncio.sleep(VOICE_POLL_S)
             else:
                 break

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from loguru import logger
-from pipecat.frames.frames import Frame, MetricsFrame, TranscriptionFrame
+from pipecat.frames.frames import (
+    Frame,
+    MetricsFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.whisper.stt import WhisperSTTService, WhisperSTTSettings
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
@@ -27,6 +33,7 @@ from voicebot.providers.llm.local import cpu_threads
 from voicebot.providers.spec import ProviderSpec
 from voicebot.providers.stt.whisper_decode import WhisperBackend
 from voicebot.providers.stt.whisper_engine import EngineOptions, Transcript, WhisperEngine
+from voicebot.turns.segments import SegmentTranscript
 
 if TYPE_CHECKING:
     from voicebot.audio.silence_onset import SilenceOnset
@@ -51,6 +58,9 @@ class FasterWhisperSTTService(WhisperSTTService):
         self._early: tuple[bytes, Future[Transcript]] | None = None
         self._rest_of_pause_s = 0.0
         self.early = EarlyStarts()
+        # The VAD's speech starts so far: a transcript ready after another start is marked
+        # (turns/segments.py).
+        self._speech_starts = 0
         super().__init__(
             # Whisper tiny.en on 2 CPU cores: ~0.3 s for a short question, ~0.6 s worst case.
             ttfs_p99_latency=0.6,
@@ -120,8 +130,14 @@ class FasterWhisperSTTService(WhisperSTTService):
         self.early.dropped += 1
         return None
 
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._speech_starts += 1
+        await super().process_frame(frame, direction)
+
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         """Transcribe one VAD-delimited segment of 16-bit PCM."""
+        starts = self._speech_starts
         early = self._take_early(audio)
         future = early or self._engine.submit(_samples(audio))
         await self.start_processing_metrics()
@@ -142,7 +158,10 @@ class FasterWhisperSTTService(WhisperSTTService):
         ).debug("transcribed")
         language = Language(result.language) if result.language else None
         await self._handle_transcription(result.text, True, language)
-        yield TranscriptionFrame(result.text, self._user_id, time_now_iso8601(), language)
+        segment = SegmentTranscript(spoken_since=self._speech_starts > starts)
+        yield TranscriptionFrame(
+            result.text, self._user_id, time_now_iso8601(), language, result=segment
+        )
 
 
 def _samples(pcm: bytes) -> np.ndarray:
