@@ -81,9 +81,12 @@ async def test_the_compared_system_answers_a_spoken_question(
     result = await run_turn(running, question_pcm["capital"], reply_timeout_s=120)
     assert {"capital", "france"} <= _words(result.transcript)
     assert result.reply and result.turn_latency_ms is not None
-    # What the client received is the reply, spoken: Whisper hears its words in the audio.
+    # What the client received is the reply, spoken: Whisper hears its words in the audio,
+    # at least half of them (tiny.en heard stock Piper's "Paris, France." as "Harris,
+    # France." in a CI run; a two-word reply then allowed no slip at all).
     heard = await asyncio.to_thread(hear, models, result.reply_audio, result.sample_rate)
-    assert len(_words(heard) & _words(result.reply)) >= min(2, len(_words(result.reply)))
+    reply_words = _words(result.reply)
+    assert len(_words(heard) & reply_words) >= max(1, len(reply_words) // 2), (heard, result.reply)
     kinds = [e["type"] for e in result.events]
     assert kinds.index("bot_started_speaking") < kinds.index("bot_stopped_speaking")
 
