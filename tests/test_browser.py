@@ -396,6 +396,36 @@ async def test_denied_microphone_is_explained(
         await denying.close()
 
 
+SCRIPT_RATE = 22050
+# One second of a 440 Hz tone, as the bot's PCM16 audio at SCRIPT_RATE.
+SCRIPT_BEEP = (
+    (np.sin(np.arange(SCRIPT_RATE) * 2 * np.pi * 440 / SCRIPT_RATE) * 12000)
+    .astype(np.int16)
+    .tobytes()
+)
+
+
+async def play_script(
+    page: Page, server: LocalServer, script: list[tuple[dict[str, Any] | bytes, float]]
+) -> list[int]:
+    """Connect `page` over WebSocket to a scripted /ws server instead of ours: it sends
+    `ready`, then each (message, seconds before the next) of `script`. Returns the sizes
+    of the messages the page sends up, filled in as they come."""
+    ready = {"type": "ready", "protocol": 1, "session_id": "scripted", "sample_rate": SCRIPT_RATE}
+    uploaded: list[int] = []
+
+    async def scripted(ws: Any) -> None:
+        ws.on_message(lambda message: uploaded.append(len(message)))
+        for item, pause in [(ready, 0.3), *script]:
+            ws.send(item if isinstance(item, bytes) else json.dumps(item))
+            await asyncio.sleep(pause)
+
+    await page.route_web_socket("**/ws*", scripted)
+    await page.goto(f"{server.http_url}/?transport=websocket")
+    await page.locator("#connect").click()
+    return uploaded
+
+
 async def test_words_answered_after_their_turn_ended_keep_their_reply(
     server: LocalServer, guarded: Guarded
 ) -> None:
@@ -403,29 +433,21 @@ async def test_words_answered_after_their_turn_ended_keep_their_reply(
     the transcript reaches the aggregator, the transcript opens a turn of its own, and that
     one is answered. The page shows the question and its reply as one turn."""
     page = await guarded.page()
-    rate = 22050
-    beep = (np.sin(np.arange(rate) * 2 * np.pi * 440 / rate) * 12000).astype(np.int16)
-    script: list[tuple[dict[str, Any] | bytes, float]] = [
-        ({"type": "ready", "protocol": 1, "session_id": "scripted", "sample_rate": rate}, 0.3),
-        ({"type": "user_started_speaking"}, 0.3),
-        ({"type": "transcript", "text": "What is the capital of France?", "final": True}, 0.2),
-        ({"type": "user_stopped_speaking"}, 0.2),
-        ({"type": "user_started_speaking"}, 0.1),
-        ({"type": "user_stopped_speaking"}, 0.2),
-        ({"type": "bot_started_speaking"}, 0.1),
-        ({"type": "bot_text", "text": "Paris."}, 0.1),
-        (beep.tobytes(), 0.8),
-        ({"type": "bot_stopped_speaking"}, 0.3),
-    ]
-
-    async def scripted(ws: Any) -> None:
-        for item, pause in script:
-            ws.send(item if isinstance(item, bytes) else json.dumps(item))
-            await asyncio.sleep(pause)
-
-    await page.route_web_socket("**/ws*", scripted)
-    await page.goto(f"{server.http_url}/?transport=websocket")
-    await page.locator("#connect").click()
+    await play_script(
+        page,
+        server,
+        [
+            ({"type": "user_started_speaking"}, 0.3),
+            ({"type": "transcript", "text": "What is the capital of France?", "final": True}, 0.2),
+            ({"type": "user_stopped_speaking"}, 0.2),
+            ({"type": "user_started_speaking"}, 0.1),
+            ({"type": "user_stopped_speaking"}, 0.2),
+            ({"type": "bot_started_speaking"}, 0.1),
+            ({"type": "bot_text", "text": "Paris."}, 0.1),
+            (SCRIPT_BEEP, 0.8),
+            ({"type": "bot_stopped_speaking"}, 0.3),
+        ],
+    )
     await wait_for_answer(page, ("capital", "france"))
     turns = (await facts(page))["turns"]
     assert [(t["user"], t["bot"]) for t in turns] == [("What is the capital of France?", "Paris.")]
@@ -437,32 +459,22 @@ async def test_interruption_is_marked_and_bot_audio_is_played(
 ) -> None:
     """A scripted /ws server: the bot is cut off mid-reply and the page marks the reply."""
     page = await guarded.page()
-    rate = 22050
-    beep = (np.sin(np.arange(rate) * 2 * np.pi * 440 / rate) * 12000).astype(np.int16)
-    # (message, seconds before the next): the beep plays for a while before the cut.
-    script: list[tuple[dict[str, Any] | bytes, float]] = [
-        ({"type": "ready", "protocol": 1, "session_id": "scripted", "sample_rate": rate}, 0.3),
-        ({"type": "user_started_speaking"}, 0.3),
-        ({"type": "transcript", "text": "Tell me a long story.", "final": True}, 0.3),
-        ({"type": "user_stopped_speaking"}, 0.3),
-        ({"type": "bot_started_speaking"}, 0.1),
-        ({"type": "bot_text", "text": "Once upon a time"}, 0.1),
-        (beep.tobytes(), 0.8),
-        ({"type": "user_started_speaking"}, 0.3),
-        ({"type": "bot_stopped_speaking"}, 0.3),
-        ({"type": "transcript", "text": "Stop, thanks.", "final": True}, 0.3),
-    ]
-    uploaded: list[int] = []
-
-    async def scripted(ws: Any) -> None:
-        ws.on_message(lambda message: uploaded.append(len(message)))
-        for item, pause in script:
-            ws.send(item if isinstance(item, bytes) else json.dumps(item))
-            await asyncio.sleep(pause)
-
-    await page.route_web_socket("**/ws*", scripted)
-    await page.goto(f"{server.http_url}/?transport=websocket")
-    await page.locator("#connect").click()
+    # The beep plays for a while before the cut.
+    uploaded = await play_script(
+        page,
+        server,
+        [
+            ({"type": "user_started_speaking"}, 0.3),
+            ({"type": "transcript", "text": "Tell me a long story.", "final": True}, 0.3),
+            ({"type": "user_stopped_speaking"}, 0.3),
+            ({"type": "bot_started_speaking"}, 0.1),
+            ({"type": "bot_text", "text": "Once upon a time"}, 0.1),
+            (SCRIPT_BEEP, 0.8),
+            ({"type": "user_started_speaking"}, 0.3),
+            ({"type": "bot_stopped_speaking"}, 0.3),
+            ({"type": "transcript", "text": "Stop, thanks.", "final": True}, 0.3),
+        ],
+    )
     await page.locator(".bubble.user", has_text="Stop, thanks.").wait_for(timeout=STATE_TIMEOUT_MS)
     await page.locator(".bubble.bot .badge", has_text="interrupted").wait_for()
     turns = (await facts(page))["turns"]
