@@ -28,20 +28,17 @@ class AskToRepeat(FrameProcessor):
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
-        if isinstance(frame, LLMContextFrame) and self._asks_to_repeat(frame):
+        if isinstance(frame, LLMContextFrame):
             messages = frame.context.get_messages()
-            frame.context.set_messages(messages[:-1])
-            await self.push_frame(TTSSpeakFrame(self._phrase))
-            return
+            if messages and self._is_instruction(messages[-1]):
+                frame.context.set_messages(messages[:-1])
+                await self.push_frame(TTSSpeakFrame(self._phrase))
+                return
         await self.push_frame(frame, direction)
 
-    def _asks_to_repeat(self, frame: LLMContextFrame) -> bool:
-        messages = frame.context.get_messages()
-        if not messages:
-            return False
-        last = messages[-1]
+    def _is_instruction(self, message: object) -> bool:
         return (
-            isinstance(last, dict)
-            and last.get("role") == "developer"
-            and last.get("content") == self._instruction
+            isinstance(message, dict)
+            and message.get("role") == "developer"
+            and message.get("content") == self._instruction
         )

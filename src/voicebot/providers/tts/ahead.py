@@ -43,8 +43,7 @@ class FirstPieceAhead:
     def __init__(self, tts: SynthesisesAhead, *, min_words: int) -> None:
         self._tts = tts
         self._min_words = min_words
-        self._aggregator = FirstClauseTextAggregator(min_words=min_words)
-        self._cut = False
+        self.reply_started()
 
     def reply_started(self) -> None:
         self._aggregator = FirstClauseTextAggregator(min_words=self._min_words)
