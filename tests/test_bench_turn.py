@@ -58,6 +58,25 @@ def test_a_reply_before_the_last_words_were_transcribed_is_a_cut_off() -> None:
     assert samples["cut_off"] == 2 and samples["paused"] == 0
 
 
+def test_a_turn_ended_twice_in_one_utterance_is_a_cut_off() -> None:
+    # The words before the pause ended a turn of their own; that reply was cut short
+    # unheard and the words after the pause were answered as another turn.
+    split = [
+        "user_started_speaking",
+        "transcript",
+        "user_stopped_speaking",
+        "user_started_speaking",
+        "transcript",
+        "user_stopped_speaking",
+        "bot_started_speaking",
+        "bot_stopped_speaking",
+    ]
+    record = turn_record(_result(split, 900, 200, 150), max_silence_secs=2.0)
+    assert record["cut_off"] and record["turn_ends"] == 2
+    whole = turn_record(_result(split[3:], 900, 200, 150), max_silence_secs=2.0)
+    assert not whole["cut_off"] and whole["turn_ends"] == 1
+
+
 def test_the_server_timeline_is_summarised_as_step_and_gap_medians() -> None:
     turns = []
     for vad_stop, stt_done in ((250.0, 800.0), (270.0, 900.0), (290.0, 1000.0)):

@@ -68,7 +68,10 @@ def turn_record(result: TurnResult, max_silence_secs: float) -> dict[str, Any]:
 
     waited_for_max_silence: the LLM started only once the silence limit ran out (the
     first audio minus the LLM's and TTS's first-output times is past the limit).
-    cut_off: the bot began answering before the person's last words were transcribed.
+    cut_off: the bot began answering before the person's last words were transcribed, or
+    the server ended the turn more than once in one utterance (`turn_ends`: it took the
+    words before a pause as a turn of their own, even when no audio of that reply was
+    heard before the person finished).
     """
     summary = result.summary()
     stages, latency = result.stages, result.turn_latency_ms
@@ -78,12 +81,14 @@ def turn_record(result: TurnResult, max_silence_secs: float) -> dict[str, Any]:
     kinds = [e["type"] for e in result.events]
     last_transcript = max((i for i, k in enumerate(kinds) if k == "transcript"), default=-1)
     first_reply = next((i for i, k in enumerate(kinds) if k == "bot_started_speaking"), None)
+    turn_ends = kinds.count("user_stopped_speaking")
     return {
         **summary,
         "llm_started_after_ms": None if llm_started is None else round(llm_started, 1),
         "waited_for_max_silence": llm_started is not None
         and llm_started >= max_silence_secs * 1000 - 100,
-        "cut_off": first_reply is not None and first_reply < last_transcript,
+        "cut_off": (first_reply is not None and first_reply < last_transcript) or turn_ends > 1,
+        "turn_ends": turn_ends,
         "timeline_ms": timeline(result),
         "server_timeline_ms": result.server_timeline_ms,
         # Reply audio that came later than a player would play it (e.g. a short first
