@@ -164,13 +164,18 @@ class _VoiceChunk:
 class RecordingPiperVoice:
     """Stands in for a `PiperVoice`: a tone per text, with every text it was asked for."""
 
-    def __init__(self, rate: int = 16000, seconds_per_chunk: float = 0.05) -> None:
+    def __init__(
+        self, rate: int = 16000, seconds_per_chunk: float = 0.05, chunks_per_text: int = 2
+    ) -> None:
         self.config = type("Config", (), {"sample_rate": rate})()
         self.texts: list[str] = []
+        self.chunks_made = 0
         self._seconds = seconds_per_chunk
+        self._chunks = chunks_per_text
 
     def synthesize(self, text: str) -> Iterator[_VoiceChunk]:
         self.texts.append(text)
-        for _ in range(2):
+        for _ in range(self._chunks):
             time.sleep(self._seconds)  # synthesis takes time, on the worker thread
+            self.chunks_made += 1
             yield _VoiceChunk(tone(0.1, self.config.sample_rate))

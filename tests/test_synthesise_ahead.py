@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 from pipecat.frames.frames import (
     Frame,
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -126,3 +127,20 @@ async def test_a_piece_the_reply_does_not_bring_is_dropped() -> None:
     )
     assert tts.ahead == AheadCounts(started=1, used=0, dropped=1)
     assert voice.texts == ["Paris.", "Lyon is nice."] and audio > 0
+
+
+async def test_an_interrupted_reply_stops_the_synthesis_it_took() -> None:
+    # 40 chunks of 50 ms: the piece takes 2 s to synthesise; the person cuts in at 0.3 s.
+    voice = RecordingPiperVoice(RATE, chunks_per_text=40)
+    tts, audio = await _speak(
+        voice,
+        [
+            Ahead(text="Paris, France."),
+            *_reply("Paris, France."),
+            SleepFrame(sleep=0.3),
+            InterruptionFrame(),
+            SleepFrame(sleep=2.5),
+        ],
+    )
+    assert tts.ahead.used == 1 and audio > 0
+    assert voice.chunks_made < 40, "the taken piece was synthesised to its end"

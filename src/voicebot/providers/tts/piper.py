@@ -148,6 +148,8 @@ class PiperTTSService(SentenceTTSService):
         except Exception as e:  # onnxruntime / espeak failures surface as plain exceptions
             await self.push_error(error_msg=f"Piper synthesis failed: {e}", exception=e)
         finally:
+            if ahead is not None:
+                ahead.task.cancel()  # an interrupted reply stops the piece's synthesis too
             await self.stop_ttfb_metrics()
 
 
