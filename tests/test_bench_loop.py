@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.benchmark.classic_loop import split_reply
-from tests.helpers import VOICEBOT, hear
+from tests.helpers import VOICEBOT, hear, tweak_whisper
 from voicebot.bench.loop import run_loop_bench, table
 from voicebot.bench.systems import ProcessTree, RunningSystem, loop_env
 from voicebot.config import Settings
@@ -44,6 +44,14 @@ def test_a_configuration_the_loop_cannot_mirror_is_refused_before_anything_start
         loop_env(settings)
     with pytest.raises(InputError, match="unknown system"):
         asyncio.run(run_loop_bench(Settings(), tmp_path / "x.json", systems=["vllm"]))
+
+
+def test_the_loop_is_given_the_threads_voicebot_resolved(settings: Settings) -> None:
+    llm = settings.llm.model_copy(
+        update={"llama_cpp": settings.llm.llama_cpp.model_copy(update={"n_threads": 3})}
+    )
+    env = loop_env(tweak_whisper(settings.model_copy(update={"llm": llm}), cpu_threads=2))
+    assert (env["LLM_THREADS"], env["CPU_THREADS"]) == ("3", "2")
 
 
 def test_the_process_tree_counts_this_process() -> None:

@@ -4,6 +4,7 @@ the turn, the real llama.cpp and transformers backends, and bounded history."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.servers.openai_compat import OpenAICompatServer, openai_compat_server
 from voicebot.config import Secrets, Settings, TransformersSettings, VLLMSettings
 from voicebot.models import SharedModels
 from voicebot.processors.history import HistoryLimiter, bounded
+from voicebot.providers.llm.local import cpu_threads, llm_decode_threads
 from voicebot.tools.chat import chat
 
 
@@ -187,6 +189,16 @@ async def test_llama_cpp_backend_real_reply(settings: Settings, models: SharedMo
         tweak(settings, llm={"temperature": 0.0}), models, "What is the capital of France?"
     )
     assert result.provider == "llama_cpp" and result.reply and result.tokens > 1
+    # Every core but one writes the reply; every core reads the prompt.
+    llama = models.model("llm", "llama_cpp").llama
+    assert llama.n_threads == llm_decode_threads() and llama.n_threads_batch == cpu_threads()
+
+
+def test_the_reply_is_written_with_every_core_but_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cores, threads in ((1, 1), (2, 1), (4, 3), (16, 15)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert (llm_decode_threads(), cpu_threads()) == (threads, cores)
+    assert llm_decode_threads(2) == 2  # llm.llama_cpp.n_threads, when set
 
 
 def test_history_is_bounded_by_turns_and_tokens() -> None:

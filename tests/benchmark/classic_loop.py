@@ -64,6 +64,9 @@ class Config:
     vad_stop_secs: float = float(os.environ.get("VAD_STOP_SECS", "0.2"))
     first_clause_words: int = int(os.environ.get("FIRST_CLAUSE_WORDS", "4"))
     cpu_threads: int = int(os.environ.get("CPU_THREADS", "0")) or (os.cpu_count() or 1)
+    # Threads that write the LLM's reply (voicebot's resolved llm.llama_cpp.n_threads);
+    # 0: as many as cpu_threads. Prompts are read with every core.
+    llm_threads: int = int(os.environ.get("LLM_THREADS", "0"))
 
 
 class Models:
@@ -87,7 +90,10 @@ class Models:
         gguf = Path(config.llm_model_path or model_files.bundled_smollm2("LLM_MODEL_PATH"))
         # voicebot's loader only for its portability guard (AMX builds); plain Llama() else.
         self.llm = load_llama(
-            gguf, n_ctx=config.llm_n_ctx, n_threads=config.cpu_threads, gpu_layers=0
+            gguf,
+            n_ctx=config.llm_n_ctx,
+            n_threads=config.llm_threads or config.cpu_threads,
+            gpu_layers=0,
         )
         voice = config.piper_voice or str(
             model_files.piper_voice_file(model_files.PIPER_JOE_VOICE, None)

@@ -67,7 +67,12 @@ def _voice_file(config: Config) -> Path:
 def load_llm(config: Config) -> LlamaCppModel:
     """The one shared model: the non-stock LLM service borrows it in every session."""
     gguf = Path(config.llm_model_path or model_files.bundled_smollm2("LLM_MODEL_PATH"))
-    llama = load_llama(gguf, n_ctx=config.llm_n_ctx, n_threads=config.cpu_threads, gpu_layers=0)
+    llama = load_llama(
+        gguf,
+        n_ctx=config.llm_n_ctx,
+        n_threads=config.llm_threads or config.cpu_threads,
+        gpu_layers=0,
+    )
     model = LlamaCppModel(llama, gguf.stem)
     for _ in llama.create_chat_completion(
         messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True

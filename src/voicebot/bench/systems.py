@@ -26,7 +26,7 @@ from voicebot import model_files
 from voicebot.config import ENV_PREFIX, Settings
 from voicebot.errors import InputError
 from voicebot.protocol import ReadyEvent, decode_event
-from voicebot.providers.llm.local import cpu_threads
+from voicebot.providers.llm.local import cpu_threads, llm_decode_threads
 
 SYSTEMS = ("voicebot", "loop", "stock")
 DESCRIPTIONS = {
@@ -126,7 +126,8 @@ def loop_env(settings: Settings) -> dict[str, str]:
         "VAD_START_SECS": str(settings.vad.start_secs),
         "VAD_STOP_SECS": str(settings.vad.stop_secs),
         "FIRST_CLAUSE_WORDS": str(settings.tts.first_clause_words),
-        "CPU_THREADS": str(cpu_threads(llm.llama_cpp.n_threads)),
+        "CPU_THREADS": str(cpu_threads(settings.stt.whisper.cpu_threads)),
+        "LLM_THREADS": str(llm_decode_threads(llm.llama_cpp.n_threads)),
     }
 
 

@@ -23,6 +23,7 @@ from voicebot.providers.llm.local import (
     LocalLLMService,
     ModelQueue,
     cpu_threads,
+    llm_decode_threads,
     reply_options,
 )
 from voicebot.providers.spec import ProviderSpec
@@ -122,8 +123,12 @@ def load_llama(
     n_threads: int,
     gpu_layers: int,
     extra_buffers: ExtraBuffers = "if_safe",
+    n_threads_batch: int | None = None,
 ) -> Llama:
-    """Load a GGUF so that it runs on this CPU whichever way llama.cpp was built."""
+    """Load a GGUF so that it runs on this CPU whichever way llama.cpp was built.
+
+    `n_threads` write the reply, `n_threads_batch` (default: every core) read the prompt.
+    """
     from llama_cpp import Llama
 
     build = LlamaBuild.installed()
@@ -139,6 +144,7 @@ def load_llama(
             n_gpu_layers=gpu_layers,
             n_ctx=n_ctx,
             n_threads=n_threads,
+            n_threads_batch=n_threads_batch or cpu_threads(),
             verbose=False,
         )
 
@@ -217,7 +223,7 @@ def _load(settings: Settings) -> LlamaCppModel:
     llama = load_llama(
         path,
         n_ctx=section.n_ctx,
-        n_threads=section.n_threads or cpu_threads(),
+        n_threads=llm_decode_threads(section.n_threads),
         gpu_layers=section.gpu_layers if isinstance(section.gpu_layers, int) else 0,
         extra_buffers=section.extra_buffers,
     )

@@ -56,6 +56,14 @@ def cpu_threads(configured: int = 0) -> int:
     return configured or max(1, os.cpu_count() or 1)
 
 
+def llm_decode_threads(configured: int = 0) -> int:
+    """Threads that write an in-process LLM's reply token by token: `configured`, or every
+    core but one (at least one). A reply streams while the VAD, smart-turn and the TTS's
+    first audio need the CPU too; a decode thread that shares its core with them holds
+    up the others at every token. Prompts are read with every core (`cpu_threads`)."""
+    return configured or max(1, cpu_threads() - 1)
+
+
 Emit = Callable[[str], None]
 
 
