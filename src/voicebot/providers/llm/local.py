@@ -59,8 +59,9 @@ def cpu_threads(configured: int = 0) -> int:
 def llm_decode_threads(configured: int = 0) -> int:
     """Threads that write an in-process LLM's reply token by token: `configured`, or every
     core but one (at least one). A reply streams while the VAD, smart-turn and the TTS's
-    first audio need the CPU too; a decode thread that shares its core with them holds
-    up the others at every token. Prompts are read with every core (`cpu_threads`)."""
+    first audio need the CPU too, and llama.cpp's decode threads wait for each other after
+    every operation: one that loses its core to them holds up the rest at every token.
+    Prompts are read with every core (`cpu_threads`)."""
     return configured or max(1, cpu_threads() - 1)
 
 
