@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,12 @@ def wait_for_status(url: str, timeout_s: float = 120) -> list[int]:
 def words(text: str) -> set[str]:
     """The lower-case words of `text`, for comparing what was said with what was heard."""
     return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def heard_stems(stems: Iterable[str], heard: set[str]) -> set[str]:
+    """The `stems` that begin a word in `heard`: "boil" is heard in "boiling", "apple" in
+    "apples" (Whisper's inflections change with the CPU's int8 kernels and Piper's noise)."""
+    return {stem for stem in stems if any(word.startswith(stem) for word in heard)}
 
 
 def hear(models: SharedModels, pcm16: bytes | np.ndarray, sample_rate: int) -> str:

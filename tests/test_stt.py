@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 import websockets
 
-from tests.helpers import run_voicebot, tweak, tweak_whisper, words
+from tests.helpers import heard_stems, run_voicebot, tweak, tweak_whisper, words
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.providers.stt.whisper import load_engine
@@ -53,7 +53,11 @@ async def test_questions_transcribed_with_their_key_words(
 ) -> None:
     for each in (engine, base_engine):
         result = await each.transcribe(floats(question_pcm[name]))
-        assert set(keywords[name]) <= words(result.text), (each.description, result.text)
+        # Whisper base heard "how the boiling egg" on an AMD EPYC, "how to boil an egg" on Intel.
+        assert heard_stems(keywords[name], words(result.text)) == set(keywords[name]), (
+            each.description,
+            result.text,
+        )
         assert result.rtf > 0 and result.duration_s == pytest.approx(
             len(question_pcm[name]) / RATE, abs=0.01
         )
