@@ -68,6 +68,10 @@ class Config:
     # 0: as many as cpu_threads. Prompts are read with every core.
     llm_threads: int = int(os.environ.get("LLM_THREADS", "0"))
 
+    @property
+    def llm_decode_threads(self) -> int:
+        return self.llm_threads or self.cpu_threads
+
 
 class Models:
     """Whisper, the LLM, the Piper voice and Silero's ONNX file, loaded once and warmed."""
@@ -92,7 +96,7 @@ class Models:
         self.llm = load_llama(
             gguf,
             n_ctx=config.llm_n_ctx,
-            n_threads=config.llm_threads or config.cpu_threads,
+            n_threads=config.llm_decode_threads,
             gpu_layers=0,
         )
         voice = config.piper_voice or str(

@@ -70,7 +70,7 @@ def load_llm(config: Config) -> LlamaCppModel:
     llama = load_llama(
         gguf,
         n_ctx=config.llm_n_ctx,
-        n_threads=config.llm_threads or config.cpu_threads,
+        n_threads=config.llm_decode_threads,
         gpu_layers=0,
     )
     model = LlamaCppModel(llama, gguf.stem)

@@ -123,11 +123,10 @@ def load_llama(
     n_threads: int,
     gpu_layers: int,
     extra_buffers: ExtraBuffers = "if_safe",
-    n_threads_batch: int | None = None,
 ) -> Llama:
     """Load a GGUF so that it runs on this CPU whichever way llama.cpp was built.
 
-    `n_threads` write the reply, `n_threads_batch` (default: every core) read the prompt.
+    `n_threads` write the reply; every core reads the prompt (`n_threads_batch`).
     """
     from llama_cpp import Llama
 
@@ -144,7 +143,7 @@ def load_llama(
             n_gpu_layers=gpu_layers,
             n_ctx=n_ctx,
             n_threads=n_threads,
-            n_threads_batch=n_threads_batch or cpu_threads(),
+            n_threads_batch=cpu_threads(),
             verbose=False,
         )
 
