@@ -37,7 +37,7 @@ from voicebot.audio.silence_onset import SilenceOnset
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.config import Settings
 from voicebot.models import SharedModels
-from voicebot.pipeline import _follow_pauses
+from voicebot.pipeline import _follow_pauses, _pause_heard
 from voicebot.providers.stt.whisper import FasterWhisperSTTService
 from voicebot.providers.stt.whisper_engine import Transcript, WhisperEngine
 from voicebot.turns.segments import spoken_since
@@ -102,6 +102,59 @@ def test_the_silence_heard_is_the_audio_the_vad_judged_silent_since_speech() -> 
         lambda onset: round(onset.silence_s / CHUNK_S),
     )
     assert silences == [0, 1, 2, 3, 3, 4, 0]
+
+
+def _pauses_heard(chunks: list[tuple[VADState, bool | None]]) -> list[int]:
+    """`pause_s` in 20 ms chunks after each (state, voiced) chunk."""
+    onset = SilenceOnset(0.0, 0.2)
+    seen = []
+    for state, voiced in chunks:
+        onset.observe(state, CHUNK_S, voiced=voiced)
+        seen.append(round(onset.pause_s / CHUNK_S))
+    return seen
+
+
+def test_a_pause_after_loud_speech_is_counted_from_its_last_voiced_chunk() -> None:
+    """The VAD still reports speech for a while after the last voiced sample; the pause is
+    counted from that sample, and the VAD's own count takes over only if it is longer."""
+    speaking, stopping = VADState.SPEAKING, VADState.STOPPING
+    ending = [(speaking, True), (speaking, False), (speaking, False), (stopping, False)]
+    assert _pauses_heard([*ending, (VADState.QUIET, False)]) == [0, 1, 2, 3, 4]
+    # A click in the pause starts the quiet count again; the VAD's count goes on.
+    clicked = [(speaking, True), (speaking, False), (stopping, True), (stopping, False)]
+    assert _pauses_heard(clicked) == [0, 1, 1, 2]
+
+
+def test_speech_too_quiet_for_the_level_leaves_the_pause_to_the_vad() -> None:
+    speaking, stopping = VADState.SPEAKING, VADState.STOPPING
+    # A quiet microphone: no chunk of the speech is voiced.
+    assert _pauses_heard([(speaking, False), (speaking, False), (stopping, False)]) == [0, 0, 1]
+    # Loud speech, a pause, then speech too soft for the level: the pause after it is
+    # the VAD's to count, not the quiet since the loud words before the first pause.
+    assert _pauses_heard(
+        [
+            (speaking, True),
+            (stopping, False),
+            (speaking, False),
+            (speaking, False),
+            (stopping, False),
+        ]
+    ) == [0, 1, 0, 0, 1]
+    # An analyzer that does not tell the level: the VAD's count alone.
+    assert _pauses_heard([(speaking, None), (speaking, None), (stopping, None)]) == [0, 0, 1]
+
+
+def test_the_turns_floor_counts_from_the_last_voiced_chunk_unless_set_not_to() -> None:
+    pauses = SilenceOnset(0.0, 0.2)
+    for state, voiced in [(VADState.SPEAKING, True)] + [(VADState.SPEAKING, False)] * 3:
+        pauses.observe(state, CHUNK_S, voiced=voiced)
+    from_voiced = _pause_heard(Settings(), pauses)
+    from_vad = _pause_heard(
+        Settings.model_validate({"turn": {"min_silence_from_last_voiced": False}}), pauses
+    )
+    assert from_voiced is not None and from_vad is not None
+    assert from_voiced() == pytest.approx(3 * CHUNK_S) and from_vad() == 0.0
+    assert _pause_heard(Settings(), None) is None
 
 
 class LengthEngine:

@@ -339,6 +339,10 @@ class TurnSettings(_Section):
     # who goes on within it (a pause in mid-sentence) is not cut off. 0 = no floor. Words
     # that plainly go on ("a gift for", "funny,") wait up to `max_silence_secs`.
     min_silence_secs: float = Field(0.9, ge=0.0)
+    # The floor is counted from the last voiced audio (louder than -40 dBFS) when the
+    # speech before the pause reached that level; otherwise from the VAD's silence, which
+    # starts ~0.1 s later (Pipecat smooths the volume, Silero's confidence falls slowly).
+    min_silence_from_last_voiced: bool = True
     # What the bot says when a turn that cut its reply off had no words Whisper could
     # hear. "" = the LLM words the request to repeat (Pipecat's instruction; the bundled
     # small models read it out instead of following it).

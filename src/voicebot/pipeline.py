@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
@@ -98,6 +98,15 @@ def _follow_pauses(settings: Settings, vad: VADAnalyzer, stt: object) -> Silence
     return vad.silence_onset
 
 
+def _pause_heard(settings: Settings, pauses: SilenceOnset | None) -> Callable[[], float] | None:
+    """How long the pause has lasted, in audio, for the turn's floor."""
+    if pauses is None:
+        return None
+    if settings.turn.min_silence_from_last_voiced:
+        return lambda: pauses.pause_s
+    return lambda: pauses.silence_s
+
+
 def _turn_stop_strategies(
     settings: Settings, models: SharedModels, pauses: SilenceOnset | None
 ) -> list[BaseUserTurnStopStrategy]:
@@ -135,7 +144,7 @@ def _turn_stop_strategies(
                 # Words that plainly go on wait as long as smart-turn would at most.
                 goes_on_secs=settings.turn.max_silence_secs,
                 hearing_voice=(lambda: pauses.hearing_voice) if pauses else None,
-                silence_heard=(lambda: pauses.silence_s) if pauses else None,
+                silence_heard=_pause_heard(settings, pauses),
             )
         ]
     return [*meaning, pause]

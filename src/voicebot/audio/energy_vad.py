@@ -6,6 +6,7 @@ import numpy as np
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 
 from voicebot.audio.barge_in import BargeInGate, window_dbfs
+from voicebot.audio.pcm import is_voiced
 from voicebot.audio.silence_onset import SilenceOnset
 from voicebot.pipecat_compat import vad_speech_started
 
@@ -33,7 +34,9 @@ class EnergyVADAnalyzer(VADAnalyzer):
     async def analyze_audio(self, buffer: bytes) -> VADState:
         state = await super().analyze_audio(buffer)
         if self.silence_onset is not None:
-            self.silence_onset.observe(state, len(buffer) / 2 / self.sample_rate)
+            self.silence_onset.observe(
+                state, len(buffer) / 2 / self.sample_rate, voiced=is_voiced(buffer)
+            )
         return state
 
     def num_frames_required(self) -> int:

@@ -29,4 +29,7 @@ def trim_leading_silence(pcm16: bytes, sample_rate: int) -> bytes:
 def is_voiced(pcm16: bytes) -> bool:
     """Whether any sample of `pcm16` is louder than VOICED_THRESHOLD_DBFS."""
     samples = np.frombuffer(pcm16, dtype=np.int16)
-    return bool(samples.size) and int(np.abs(samples.astype(np.int32)).max()) > _VOICED_LEVEL
+    # Two reductions, no copy: it runs on every 20 ms of every caller's audio.
+    return bool(samples.size) and (
+        int(samples.max()) > _VOICED_LEVEL or int(samples.min()) < -_VOICED_LEVEL
+    )

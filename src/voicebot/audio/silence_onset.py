@@ -7,6 +7,12 @@ states the session's VAD analyzer returns and tells its listeners when a silence
 `after_secs` (`stt.early_start_secs`) and when speech came back before the stop. Whisper
 starts on the words so far at the first, and the result is used if the stop confirms the
 pause with no speech in between (`FasterWhisperSTTService`).
+
+It also counts how long the pause has lasted, in audio, for the turn's floor
+(`turn.min_silence_secs`): the audio the VAD has judged silent (`silence_s`), and the
+audio below the voiced level since the last loud chunk (`quiet_s`). The VAD's count
+starts late: Pipecat smooths the volume and Silero's confidence falls over a few
+windows, so the VAD still reports speech for ~0.1 s after the last voiced sample.
 """
 
 from __future__ import annotations
@@ -35,13 +41,34 @@ class SilenceOnset:
         # Seconds of audio the VAD has judged silent since it last heard speech: the
         # pause as far as the VAD has got, which on a busy machine lags the clock.
         self.silence_s = 0.0
+        # Seconds of audio below the voiced level (audio/pcm.py) since the last voiced
+        # chunk, and whether the VAD's latest stretch of speech had a voiced chunk: a
+        # microphone too quiet to reach the level, or speech that came back softly after
+        # a pause, leaves the count to the VAD alone.
+        self.quiet_s = 0.0
+        self._loud_speech = False
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def observe(self, state: VADState, seconds: float) -> None:
-        """The state the analyzer returned for a chunk of `seconds` of audio."""
+    @property
+    def pause_s(self) -> float:
+        """How long the pause has lasted in audio: the VAD's count, or the quiet since
+        the last voiced chunk where that speech was loud enough to tell (the sooner)."""
+        return max(self.silence_s, self.quiet_s if self._loud_speech else 0.0)
+
+    def observe(self, state: VADState, seconds: float, voiced: bool | None = None) -> None:
+        """The state the analyzer returned for a chunk of `seconds` of audio, and whether
+        the chunk was voiced (None: not known, the VAD's count alone tells the pause)."""
         self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING)
+        if state == VADState.SPEAKING and self.silence_s > 0:
+            self._loud_speech = False  # speech again: it must be loud again to be told
+        if voiced:
+            self.quiet_s = 0.0
+            self._loud_speech = self._loud_speech or state == VADState.SPEAKING
+        else:
+            self.quiet_s += seconds
+            self._loud_speech = self._loud_speech and voiced is not None
         if state == VADState.SPEAKING:
             self.silence_s = 0.0
         elif state != VADState.STARTING:  # an unconfirmed voice neither counts nor resets

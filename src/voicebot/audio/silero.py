@@ -12,6 +12,7 @@ from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 
 from voicebot.audio.barge_in import BargeInGate
+from voicebot.audio.pcm import is_voiced
 from voicebot.audio.silence_onset import SilenceOnset
 from voicebot.pipecat_compat import (
     adopt_silero_session,
@@ -74,5 +75,7 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         if state is None:
             state = await super().analyze_audio(buffer)
         if self.silence_onset is not None:
-            self.silence_onset.observe(state, len(buffer) / 2 / self.sample_rate)
+            self.silence_onset.observe(
+                state, len(buffer) / 2 / self.sample_rate, voiced=is_voiced(buffer)
+            )
         return state
