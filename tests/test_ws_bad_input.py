@@ -41,6 +41,16 @@ def pushed_audio(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+async def test_the_server_declines_compression_of_the_audio(server: LocalServer) -> None:
+    # The websockets client, like a browser, offers permessage-deflate.
+    async with websockets.connect(server.ws_url, compression="deflate") as ws:
+        assert (await next_event(ws))["type"] == "ready"
+        assert ws.protocol.extensions == []
+        await ws.send(np.zeros(320, dtype=np.int16).tobytes())
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await next_event(ws))["type"] == "pong"
+
+
 @pytest.mark.parametrize(
     ("message", "code", "hint"),
     [

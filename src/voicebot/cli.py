@@ -647,15 +647,14 @@ def _serve(tuned: Tuned) -> int:
 
     from voicebot.server import create_app
     from voicebot.server.drain import DrainingServer
-    from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
+    from voicebot.server.ws_protocol import websocket_options
 
     app = create_app(settings, loading=loading, decisions=tuned.decisions)
     config = uvicorn.Config(
         app,
         host=settings.server.host,
         port=settings.server.port,
-        ws=VoicebotWebSocketProtocol,
-        ws_max_size=4 * settings.server.max_message_bytes,
+        **websocket_options(settings.server.max_message_bytes),
         log_level=settings.server.log_level.lower()
         if settings.server.log_level != "TRACE"
         else "trace",

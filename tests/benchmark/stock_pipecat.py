@@ -182,7 +182,14 @@ def main() -> None:
     # Pipecat logs every frame event at DEBUG by default; voicebot serves at INFO.
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("LOG_LEVEL", "INFO"))
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    # As voicebot's server: no permessage-deflate on PCM, so CPU per turn compares pipelines.
+    uvicorn.run(
+        create_app(),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        ws_per_message_deflate=False,
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import uvicorn
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.server.app import create_app
-from voicebot.server.ws_protocol import VoicebotWebSocketProtocol
+from voicebot.server.ws_protocol import websocket_options
 
 
 def without_session_limits(settings: Settings, sessions: int = 64) -> Settings:
@@ -55,8 +55,7 @@ class LocalServer:
             host="127.0.0.1",
             port=0,
             log_level="warning",
-            ws=VoicebotWebSocketProtocol,
-            ws_max_size=4 * self._settings.server.max_message_bytes,
+            **websocket_options(self._settings.server.max_message_bytes),
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
