@@ -286,6 +286,39 @@ async def test_words_that_plainly_go_on_wait_longer_than_the_floor() -> None:
     assert _messages(context) == [("user", "I need a gift for."), ("assistant", REPLY)]
 
 
+async def test_a_held_decision_hears_the_words_that_arrive_while_it_waits() -> None:
+    """ "I need a gift for. | My grandfather's birthday.": smart-turn ends the turn after
+    the second part before Whisper has transcribed it, so the decision is held on words
+    that plainly go on (`goes_on_secs`, 2 s). Once the rest is transcribed the floor is
+    enough: the reply comes then, not 2 s after the speech (tune half, 2026-11-23)."""
+    heard, llm, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("I need a gift for."),
+            SleepFrame(sleep=0.3),
+            VADUserStartedSpeakingFrame(),
+            SleepFrame(sleep=0.3),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            EndTurn(),  # smart-turn, before the words are transcribed
+            SleepFrame(sleep=0.1),
+            _said("My grandfather's birthday."),
+            SleepFrame(sleep=0.6),  # past the floor, well short of `goes_on_secs`
+            Probe(),
+            SleepFrame(sleep=2.0),
+        ],
+        min_silence_secs=0.3,
+        goes_on_secs=2.0,
+    )
+    assert heard.snapshot is not None
+    assert heard.snapshot.spoken.split() == REPLY.split(), "held to the words before the pause"
+    assert strategy.held == 1 and strategy.confirmed == 1 and llm.calls == 2
+    assert _messages(context) == [
+        ("user", "I need a gift for. My grandfather's birthday."),
+        ("assistant", REPLY),
+    ]
+
+
 async def test_a_voice_not_yet_confirmed_as_speech_holds_the_decision() -> None:
     """At the floor the VAD hears a voice it has not confirmed as speech: the turn ends
     only when the voice fades (here after 25 looks, 0.5 s)."""
@@ -452,7 +485,7 @@ async def test_words_before_a_pause_ready_after_the_person_went_on_do_not_end_th
 
 
 async def test_a_speculation_in_the_turn_after_an_answered_one_is_released() -> None:
-    """ "Can you remind me to call? [answered] My dentist tomorrow" (unfinished: held)."""
+    """ "Can you remind me to call? [answered] My dentist tomorrow," (unfinished: held)."""
     heard, llm, context, strategy = await _converse(
         [
             VADUserStartedSpeakingFrame(),
@@ -462,7 +495,7 @@ async def test_a_speculation_in_the_turn_after_an_answered_one_is_released() -> 
             VADUserStartedSpeakingFrame(),
             SleepFrame(sleep=0.2),
             VADUserStoppedSpeakingFrame(),
-            _said("My dentist tomorrow"),
+            _said("My dentist tomorrow,"),
             SleepFrame(sleep=0.5),
             EndTurn(),
             SleepFrame(sleep=0.5),

@@ -36,6 +36,10 @@ from voicebot.turns.segments import spoken_since
 # the silence the VAD has heard when it runs behind the clock.
 VOICE_POLL_S = 0.02
 SILENCE_POLL_S = 0.005
+# The longest a held decision sleeps before it looks again: words transcribed meanwhile
+# change how long it must wait ("I need a gift for." held to `goes_on_secs`, then
+# "My grandfather's birthday." arrives and the floor is enough).
+RECHECK_S = 0.05
 # How far the VAD's count of the silence may fall behind the clock before the clock
 # decides: audio that stops coming (a muted microphone, a stalled transport) has no
 # silence to count, and must not hold a turn open for ever.
@@ -272,7 +276,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         while True:
             left = self._silence_left_s()
             if left > 0:
-                await asyncio.sleep(max(left, SILENCE_POLL_S))
+                await asyncio.sleep(min(max(left, SILENCE_POLL_S), RECHECK_S))
             elif (self._hearing_voice() or self._untranscribed) and self._clock_left_s() > 0:
                 await asyncio.sleep(VOICE_POLL_S)
             else:
