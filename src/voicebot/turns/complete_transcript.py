@@ -3,8 +3,8 @@
 Smart-turn judges a pause by intonation alone; on voices it was not trained on it often
 judges a finished question unfinished and the turn waits `turn.max_silence_secs` (2 s).
 The transcript is ready ~0.2-0.6 s after the speech stops. When it is a complete
-sentence or question (Whisper's final punctuation, not ending on a word that needs a
-continuation) and smart-turn judged the pause finished too, the turn ends at once; when
+sentence or question (not ending on a word that needs a continuation, a comma or
+"...") and smart-turn judged the pause finished too, the turn ends at once; when
 only the transcript says so, it ends `turn.complete_transcript_alone_after_secs` after
 the speech stopped; otherwise smart-turn and the silence limit decide.
 """
@@ -37,7 +37,6 @@ _DANGLING = frozenset(
     shall should may might must i i'm we you they he she it let's um uh er erm hmm well
     just very really also""".split()
 )
-_END = re.compile(r"[.?!]['\")\]]*$")
 
 
 # Words after which a sentence plainly goes on: articles, possessives, conjunctions, and
@@ -61,9 +60,15 @@ def plainly_goes_on(text: str) -> bool:
 
 
 def reads_complete(text: str, *, min_words: int = 2) -> bool:
-    """Whether `text` reads as a finished utterance (a sentence or question)."""
+    """Whether `text` reads as a finished utterance (a sentence or question).
+
+    Whisper's final punctuation is not required: tiny.en leaves it off some finished
+    sentences ("I'd like to book a table for 4 people"), and smart-turn judging such a
+    turn unfinished then held it for `turn.max_silence_secs`. A pause in mid-sentence is
+    kept from ending the turn by the floor (`turn.min_silence_secs`), with or without it.
+    """
     text = text.strip()
-    if not _END.search(text) or text.endswith(("...", "…")):
+    if text.endswith(("...", "…", ",", ";", ":", "-")):
         return False
     words = re.findall(r"[a-z0-9']+", text.lower())
     if len(words) < min_words:
