@@ -120,6 +120,8 @@ def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
         assert 0 <= system["cut_off"] <= 2 and len(system["per_turn"]) == 2
         assert set(system["turn_latency_ms"]) >= {"median", "p90"}
         assert system["cpu_s_per_turn"] > 0 and system["start_to_warm_s"] > 0
+        replies = sum(turn["reply_audio_s"] or 0 for turn in system["per_turn"])
+        assert system["reply_audio_s_per_turn"] == pytest.approx(replies / 2, abs=0.01)
         assert system["rss_mib"]["peak"] >= system["rss_mib"]["final"] > 50
     assert "median ms" in done.stdout and "voicebot" in done.stdout
 

@@ -109,6 +109,11 @@ async def measure_system(
         "start_to_warm_s": round(warm_s, 2),
         "turn_latency_ms": summarise(timed)["turn_latency_ms"],
         "cpu_s_per_turn": round(cpu_s / max(1, len(turns)), 2),
+        # CPU per turn includes writing and speaking the whole reply: systems whose
+        # replies run longer (or that answer a pause's first half too) spend more on it.
+        "reply_audio_s_per_turn": round(
+            sum(t.get("reply_audio_s") or 0.0 for t in turns) / max(1, len(turns)), 2
+        ),
         "rss_mib": {"peak": round(peak[0] / 2**20, 1), "final": round(final_rss / 2**20, 1)},
         "turns": len(turns),
         "answered": len(answered),
@@ -171,11 +176,12 @@ async def run_loop_bench(
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The systems side by side, as plain text."""
-    header = ["system", "median ms", "p90 ms", "CPU s/turn", "peak MiB", "final MiB", "warm s"]
+    header = ["system", "median ms", "p90 ms", "CPU s/turn", "reply s/turn", "peak MiB"]
+    header += ["final MiB", "warm s"]
     rows: list[list[str]] = [[*header, "answered", "cut off"]]
     for system, r in results.items():
         if "error" in r:
-            rows.append([system, "error: " + r["error"][:60], *[""] * 7])
+            rows.append([system, "error: " + r["error"][:60], *[""] * 8])
             continue
         latency = r["turn_latency_ms"]
         rows.append(
@@ -184,6 +190,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 _fmt(latency["median"]),
                 _fmt(latency["p90"]),
                 f"{r['cpu_s_per_turn']:.2f}",
+                f"{r['reply_audio_s_per_turn']:.1f}",
                 f"{r['rss_mib']['peak']:.0f}",
                 f"{r['rss_mib']['final']:.0f}",
                 f"{r['start_to_warm_s']:.1f}",
