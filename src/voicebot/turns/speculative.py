@@ -64,8 +64,9 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     held to it; to `goes_on_secs` when the words so far plainly go on ("I need a gift
     for." ended by smart-turn's intonation at a pause in mid-sentence). The reply is
     answered speculatively meanwhile, so the wait costs little; a person who speaks again
-    within it is not cut off. The wait is counted in the audio the VAD has judged silent
-    (`silence_heard()`, seconds since the speech stopped) where that is known, not on the
+    within it is not cut off. The wait is counted in the audio heard since the speech
+    stopped (`silence_heard()`: the session's quiet since its last voiced chunk, or the
+    VAD's silence, `SilenceOnset.pause_s`) where that is known, not on the
     clock: on a busy machine the VAD runs behind, and a clock would end the turn before
     the VAD has heard the person go on. At the end of the wait, a voice `hearing_voice()`
     reports but the VAD has not confirmed as speech yet holds the decision until it either
