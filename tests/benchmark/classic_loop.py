@@ -353,14 +353,13 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     args = parser.parse_args()
-    # As voicebot's server: no permessage-deflate on PCM, so CPU per turn compares pipelines.
-    uvicorn.run(
-        create_app(),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        ws_per_message_deflate=False,
-    )
+    serve(create_app(), args.host, args.port)
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run a comparison bot's app as voicebot's server runs: no permessage-deflate on PCM,
+    so CPU per turn compares pipelines, not WebSocket settings."""
+    uvicorn.run(app, host=host, port=port, log_level="warning", ws_per_message_deflate=False)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, WebSocket
 from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
@@ -51,7 +50,7 @@ from pipecat.transports.websocket.fastapi import (
 )
 from pipecat.workers.runner import WorkerRunner
 
-from tests.benchmark.classic_loop import Config, _bundled_whisper
+from tests.benchmark.classic_loop import Config, _bundled_whisper, serve
 from voicebot import model_files
 from voicebot.observability.events import ProtocolEventObserver
 from voicebot.protocol import ProtocolSerializer, ReadyEvent, ServerEvent, encode_event
@@ -182,14 +181,7 @@ def main() -> None:
     # Pipecat logs every frame event at DEBUG by default; voicebot serves at INFO.
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("LOG_LEVEL", "INFO"))
-    # As voicebot's server: no permessage-deflate on PCM, so CPU per turn compares pipelines.
-    uvicorn.run(
-        create_app(),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        ws_per_message_deflate=False,
-    )
+    serve(create_app(), args.host, args.port)
 
 
 if __name__ == "__main__":
