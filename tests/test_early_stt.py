@@ -9,7 +9,7 @@ and the real Whisper engine on a spoken question and compares with a start at th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
@@ -70,12 +70,16 @@ def test_onset_is_told_after_the_silence_and_withdrawn_when_speech_returns() -> 
     assert told == [True, False, True]
 
 
-def _after_each_chunk(states: list[VADState], read: Callable[[SilenceOnset], Any]) -> list[Any]:
-    """`read(onset)` after each chunk of `states`, one 20 ms chunk per state."""
+def _after_each_chunk(
+    chunks: Sequence[VADState | tuple[VADState, bool | None]],
+    read: Callable[[SilenceOnset], Any],
+) -> list[Any]:
+    """`read(onset)` after each 20 ms chunk: a state, or a state and whether it was voiced."""
     onset = SilenceOnset(0.0, 0.2)
     seen = []
-    for state in states:
-        onset.observe(state, CHUNK_S)
+    for chunk in chunks:
+        state, voiced = chunk if isinstance(chunk, tuple) else (chunk, None)
+        onset.observe(state, CHUNK_S, voiced=voiced)
         seen.append(read(onset))
     return seen
 
@@ -104,14 +108,9 @@ def test_the_silence_heard_is_the_audio_the_vad_judged_silent_since_speech() -> 
     assert silences == [0, 1, 2, 3, 3, 4, 0]
 
 
-def _pauses_heard(chunks: list[tuple[VADState, bool | None]]) -> list[int]:
+def _pauses_heard(chunks: Sequence[tuple[VADState, bool | None]]) -> list[int]:
     """`pause_s` in 20 ms chunks after each (state, voiced) chunk."""
-    onset = SilenceOnset(0.0, 0.2)
-    seen = []
-    for state, voiced in chunks:
-        onset.observe(state, CHUNK_S, voiced=voiced)
-        seen.append(round(onset.pause_s / CHUNK_S))
-    return seen
+    return _after_each_chunk(chunks, lambda onset: round(onset.pause_s / CHUNK_S))
 
 
 def test_a_pause_after_loud_speech_is_counted_from_its_last_voiced_chunk() -> None:
