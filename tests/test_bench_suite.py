@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +201,14 @@ def test_leading_silence_is_the_quiet_time_before_the_first_sound() -> None:
 
 
 def test_memory_sampler_sees_a_peak_above_the_start() -> None:
+    # The block stays alive until the background thread has read it (or a generous
+    # deadline passes): filling it holds the GIL, so on a busy machine the sampler may
+    # get no reading at all while the block is being written and freed.
     with MemorySampler(interval_s=0.01) as memory:
         block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
-        block.sum()
+        deadline = time.monotonic() + 30.0
+        while memory.rss_peak_mib < memory.rss_before_mib + 32 and time.monotonic() < deadline:
+            time.sleep(0.01)
         del block
     summary = memory.summary()
     assert summary["rss_peak_mib"] is not None and summary["rss_before_mib"] is not None
