@@ -54,6 +54,11 @@ class ServerSettings(_Section):
     # One binary message is normally 20 ms of 16 kHz PCM16 (640 bytes); anything far
     # beyond a second of audio is a client bug, and is refused with close code 1009.
     max_message_bytes: int = Field(64 * 1024, ge=1024)
+    # Caller audio enters the pipeline in pieces of at least this many ms; shorter frames
+    # (browsers, Daily and our clients send 20 ms) are joined first. Pipecat's work per
+    # piece does not depend on its length, so 40 ms halves it (transports/caller_audio.py);
+    # a decision on the audio (VAD stop, turn floor) can come up to 20 ms later. 0: as sent.
+    audio_in_chunk_ms: int = Field(40, ge=0, le=200)
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # FastAPI's /docs, /redoc and /openapi.json: off so a public server shows less of itself.
     api_docs: bool = False

@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     import onnxruntime
     from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
     from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
+    from pipecat.frames.frames import InputAudioRawFrame
     from pipecat.processors.aggregators.llm_context import LLMContext
     from pipecat.processors.frameworks.rtvi import RTVIObserver
     from pipecat.services.stt_service import SegmentedSTTService
     from pipecat.services.whisper.stt import WhisperSTTService
+    from pipecat.transports.base_input import BaseInputTransport
     from pipecat.transports.websocket.fastapi import (
         FastAPIWebsocketInputTransport,
         FastAPIWebsocketTransport,
@@ -220,6 +222,7 @@ def answer_context(service: LLMService[Any], context: LLMContext) -> Awaitable[N
 
 
 Push = Callable[[Frame, FrameDirection], Awaitable[None]]
+AudioPush = Callable[["InputAudioRawFrame"], Awaitable[None]]
 
 
 def relay_pushes(service: LLMService[Any], push: Push) -> None:
@@ -237,6 +240,20 @@ def replace_websocket_input(
         params=transport._params,
         name=transport._input_name,
     )
+
+
+def route_input_audio(
+    transport_input: BaseInputTransport,
+    make_route: Callable[[AudioPush], AudioPush],
+) -> None:
+    """Send every audio frame `transport_input` receives through `make_route(its push)`.
+
+    Relies on Pipecat's input transports (FastAPI WebSocket, SmallWebRTC, Daily) handing
+    each frame they receive to `self.push_audio_frame`; the route replaces that method on
+    this one instance and passes frames on to the original.
+    """
+    route = make_route(transport_input.push_audio_frame)
+    transport_input.push_audio_frame = route  # type: ignore[method-assign, assignment]
 
 
 def websocket_client(transport: FastAPIWebsocketInputTransport) -> Any:

@@ -16,6 +16,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMUserAggregatorParams,
 )
 from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.empty_user_turn import (
     DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT,
@@ -48,6 +49,7 @@ from voicebot.providers.llm.local import LocalLLMService
 from voicebot.providers.llm.stage import build_llm
 from voicebot.providers.tts.ahead import FirstPieceAhead, SynthesisesAhead
 from voicebot.providers.tts.stage import build_tts, output_sample_rate
+from voicebot.transports.caller_audio import join_caller_audio
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
@@ -244,9 +246,12 @@ def build_worker(
         ),
     )
     ask_to_repeat_after_first_reply(aggregators.assistant(), empty_turns)
+    transport_input = transport.input()
+    if isinstance(transport_input, BaseInputTransport):
+        join_caller_audio(transport_input, settings.server.audio_in_chunk_ms)
     pipeline = Pipeline(
         [
-            transport.input(),
+            transport_input,
             stt,
             aggregators.user(),
             InputAudioStop(),

@@ -88,19 +88,20 @@ class _ValidatingInputTransport(ValidatedInput):
 
     _owner: PipecatWebsocketTransport
 
-    async def accept(self, message: str | bytes) -> None:
+    async def accept(self, message: str | bytes) -> bool:
         try:
             frame = parse_client_frame(message)
         except ProtocolError as e:
             self._owner.protocol_error(e.code)
             logger.bind(code=e.code).info("refused a pipecat websocket client frame")
             await self._owner.send_rtvi_error(e.message)
-            return
+            return False
         if isinstance(frame, InputAudioRawFrame):
             await self.push_audio_frame(frame)
-        else:
-            # As Pipecat's own receive loop does: RTVI sits upstream of the transport input.
-            await self.broadcast_frame(InputTransportMessageFrame, message=frame.message)
+            return True
+        # As Pipecat's own receive loop does: RTVI sits upstream of the transport input.
+        await self.broadcast_frame(InputTransportMessageFrame, message=frame.message)
+        return False
 
 
 class PipecatWebsocketTransport(ValidatedWebsocketTransport):

@@ -44,15 +44,17 @@ class ValidatedInput(FastAPIWebsocketInputTransport):
     def __init__(self, *, owner: ValidatedWebsocketTransport, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._owner = owner
-        self._pushed_audio = False
 
-    async def accept(self, message: str | bytes) -> None:
-        """Turn one client message into frames, or refuse it with an answer to the client."""
+    async def accept(self, message: str | bytes) -> bool:
+        """Turn one client message into frames, or refuse it with an answer to the client.
+
+        Returns whether it was caller audio (handed to `push_audio_frame`): flood control
+        counts everything else as a message.
+        """
         raise NotImplementedError
 
     async def push_audio_frame(self, frame: InputAudioRawFrame) -> None:
         """Push client audio on, unless it arrives faster than real time (then close 1008)."""
-        self._pushed_audio = True
         guard = self._owner.flood
         if guard is not None:
             seconds = len(frame.audio) / (2 * frame.sample_rate * max(frame.num_channels, 1))
@@ -71,12 +73,11 @@ class ValidatedInput(FastAPIWebsocketInputTransport):
                 if size > owner.max_message_bytes:
                     await owner.close_too_big(size)
                     break
-                self._pushed_audio = False
-                await self.accept(message)
+                audio = await self.accept(message)
                 if owner.closed_by_server:
                     break
                 # Everything but accepted audio (pings, RTVI, refused messages) is a message.
-                if self._pushed_audio or owner.flood is None:
+                if audio or owner.flood is None:
                     continue
                 reason = owner.flood.message_received()
                 if reason is not None:

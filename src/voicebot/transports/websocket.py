@@ -32,18 +32,19 @@ class _ProtocolInputTransport(ValidatedInput):
 
     _owner: VoicebotWebsocketTransport
 
-    async def accept(self, message: str | bytes) -> None:
+    async def accept(self, message: str | bytes) -> bool:
         try:
             if isinstance(message, bytes):
                 await self.push_audio_frame(parse_audio(message))
-            else:
-                control = parse_control_message(message)
-                if isinstance(control, PingMessage):
-                    await self._owner.send_event(PongEvent())
+                return True
+            control = parse_control_message(message)
+            if isinstance(control, PingMessage):
+                await self._owner.send_event(PongEvent())
         except ProtocolError as e:
             self._owner.protocol_error(e.code)
             logger.bind(code=e.code).info("protocol error from client")
             await self._owner.send_event(ErrorEvent(code=e.code, message=e.message))
+        return False
 
 
 class VoicebotWebsocketTransport(ValidatedWebsocketTransport):
