@@ -93,6 +93,14 @@ async def test_a_change_of_format_or_speaker_is_never_joined() -> None:
     joined = transport_input.pushed[2]
     assert isinstance(joined, UserAudioRawFrame) and joined.user_id == "p1"
     assert len(joined.audio) == 640
+    # Two people in a Daily room: their frames alternate and are never mixed.
+    before = len(transport_input.pushed)
+    for speaker in ("p1", "p2", "p1"):
+        await transport_input.push_audio_frame(
+            UserAudioRawFrame(user_id=speaker, audio=bytes(320), sample_rate=8000, num_channels=1)
+        )
+    released = transport_input.pushed[before:]
+    assert [(f.user_id, len(f.audio)) for f in released] == [("p1", 320), ("p2", 320)]
 
 
 async def test_zero_passes_every_frame_as_sent() -> None:

@@ -15,20 +15,29 @@ chunk's length, so a client that stops sending loses nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from pipecat.frames.frames import InputAudioRawFrame
 from pipecat.transports.base_input import BaseInputTransport
 
-from voicebot.pipecat_compat import route_input_audio
+from voicebot.pipecat_compat import AudioPush, route_input_audio
 
-Push = Callable[[InputAudioRawFrame], Awaitable[None]]
+
+def _same_stream(a: InputAudioRawFrame, b: InputAudioRawFrame) -> bool:
+    """Whether `b` continues `a`'s audio: same kind of frame, format, source and speaker
+    (Daily's frames carry the participant, and a room may have several)."""
+    return (
+        type(a) is type(b)
+        and a.sample_rate == b.sample_rate
+        and a.num_channels == b.num_channels
+        and a.transport_source == b.transport_source
+        and getattr(a, "user_id", None) == getattr(b, "user_id", None)
+    )
 
 
 class CallerAudioJoiner:
-    """Joins consecutive audio frames of one format until they hold `min_ms` of audio."""
+    """Joins consecutive audio frames of one stream until they hold `min_ms` of audio."""
 
-    def __init__(self, push: Push, *, min_ms: int) -> None:
+    def __init__(self, push: AudioPush, *, min_ms: int) -> None:
         self._push = push
         self._min_ms = min_ms
         self._held: InputAudioRawFrame | None = None
@@ -43,11 +52,7 @@ class CallerAudioJoiner:
 
     async def add(self, frame: InputAudioRawFrame) -> None:
         held = self._held
-        if held is not None and (
-            type(frame) is not type(held)
-            or frame.sample_rate != held.sample_rate
-            or frame.num_channels != held.num_channels
-        ):
+        if held is not None and not _same_stream(held, frame):
             await self.release()
             held = None
         if held is None:
