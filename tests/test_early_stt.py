@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -40,7 +41,7 @@ from voicebot.models import SharedModels
 from voicebot.pipeline import _follow_pauses, _pause_heard
 from voicebot.providers.stt.whisper import FasterWhisperSTTService
 from voicebot.providers.stt.whisper_engine import Transcript, WhisperEngine
-from voicebot.turns.segments import spoken_since
+from voicebot.turns.segments import NoWordsFrame, spoken_since
 
 
 def test_onset_is_told_after_the_silence_and_withdrawn_when_speech_returns() -> None:
@@ -184,12 +185,15 @@ class Transcripts(FrameProcessor):
         super().__init__()
         self.texts: list[str] = []
         self.spoken_since: list[bool] = []
+        self.no_words: list[bool] = []  # spoken_since of each segment that gave no words
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, TranscriptionFrame):
             self.texts.append(frame.text)
             self.spoken_since.append(spoken_since(frame))
+        elif isinstance(frame, NoWordsFrame):
+            self.no_words.append(spoken_since(frame))
         await self.push_frame(frame, direction)
 
 
@@ -272,6 +276,23 @@ async def test_a_transcript_ready_after_the_person_spoke_again_says_so() -> None
     )
     assert [float(t) for t in texts] == [pytest.approx(1.0, abs=0.05), pytest.approx(0.8, abs=0.05)]
     assert heard.spoken_since == [True, False]
+
+
+class NoWordsEngine(LengthEngine):
+    """Hears no words in anything (a cough, a word Whisper dropped)."""
+
+    def _decode(self, samples: np.ndarray) -> Transcript:
+        return replace(super()._decode(samples), text="")
+
+
+async def test_a_segment_without_words_says_so() -> None:
+    """The turn strategies then stop waiting for its words (turns/segments.py)."""
+    heard = Transcripts()
+    stt = FasterWhisperSTTService(engine=NoWordsEngine())  # type: ignore[arg-type]
+    texts = await transcribe(
+        stt, _energy_vad(), _speech((True, 0.6), (False, 1.0)), early_start_secs=0.1, heard=heard
+    )
+    assert texts == [] and heard.no_words == [False]
 
 
 async def test_zero_starts_at_the_stop() -> None:

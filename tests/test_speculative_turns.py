@@ -48,7 +48,7 @@ from voicebot.tools import voice_set
 from voicebot.tools.client import load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
-from voicebot.turns.segments import SegmentTranscript
+from voicebot.turns.segments import NoWordsFrame, SegmentTranscript
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
 REPLY = "Sure, a table for two at seven."
@@ -211,6 +211,29 @@ async def test_when_the_person_goes_on_the_reply_is_dropped_and_never_in_history
         ("user", "I'd like a table for two people at seven."),
         ("assistant", REPLY),
     ]
+
+
+async def test_speech_that_gives_no_words_leaves_the_turn_to_the_words_before_it() -> None:
+    """A cough after the words: the held reply is withdrawn at the cough and given again
+    when Whisper finds no words in it, not after the VAD lag limit (5 s here)."""
+    heard, llm, _, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            _said("I'd like a table for two at"),
+            SleepFrame(sleep=0.05),
+            VADUserStartedSpeakingFrame(),  # a cough
+            VADUserStoppedSpeakingFrame(),
+            NoWordsFrame(),
+            SleepFrame(sleep=0.05),
+            EndTurn(),
+            SleepFrame(sleep=0.8),
+            Probe(),
+        ]
+    )
+    assert strategy.speculated == 2 and strategy.withdrawn == 1 and strategy.confirmed == 1
+    assert llm.contexts[-1][-1]["content"] == "I'd like a table for two at"
+    assert heard.snapshot is not None and heard.snapshot.spoken.split() == REPLY.split()
 
 
 async def test_a_turn_that_ends_too_soon_waits_for_the_silence_and_is_answered_ahead() -> None:

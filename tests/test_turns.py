@@ -23,6 +23,7 @@ from voicebot.turns.complete_transcript import (
     plainly_goes_on,
     reads_complete,
 )
+from voicebot.turns.segments import NoWordsFrame, SegmentTranscript
 
 
 @pytest.mark.parametrize(
@@ -144,9 +145,13 @@ class _Intonation:
 
     def __init__(self) -> None:
         self.listeners: list[VerdictListener] = []
+        self.words: list[bool | None] = []
 
     def add_verdict_listener(self, listener: VerdictListener) -> None:
         self.listeners.append(listener)
+
+    async def words_read(self, complete: bool | None) -> None:
+        self.words.append(complete)
 
     async def judge(self, state: EndOfTurnState) -> None:
         for listener in self.listeners:
@@ -176,6 +181,7 @@ async def test_a_complete_transcript_smart_turn_agrees_with_ends_the_turn_at_onc
     assert ended == []  # no words yet
     await strategy.process_frame(_transcript("What is the capital of France?"))
     assert ended == ["stopped"] and strategy.decided == 1
+    assert intonation.words == [True], "smart-turn was not told what the words say"
 
 
 async def test_smart_turn_agreeing_after_the_transcript_ends_the_turn_then() -> None:
@@ -217,4 +223,39 @@ async def test_speech_during_the_wait_keeps_the_turn_open() -> None:
 async def test_without_a_wait_the_transcript_alone_ends_the_turn_at_once() -> None:
     strategy, _ = await _with_intonation(alone_after_secs=0)
     ended = await _feed(strategy, *_spoken_then_transcribed("Turn off the lights."))
+    assert ended == ["stopped"]
+
+
+async def test_smart_turn_is_told_what_each_transcript_says() -> None:
+    """Unfinished words, then words that read complete, then words of a segment whose
+    speech went on (more to come): smart-turn judges the pause only for the first."""
+    strategy, intonation = await _with_intonation(alone_after_secs=30)
+    await _feed(strategy, *_spoken_then_transcribed("I'd like a table for"))
+    await strategy.process_frame(_transcript("four people."))
+    late = TranscriptionFrame(
+        text="Remind me what the weather",
+        user_id="user",
+        timestamp="now",
+        result=SegmentTranscript(spoken_since=True),
+    )
+    await strategy.process_frame(late)
+    assert intonation.words == [False, True, None]
+
+
+async def test_a_last_segment_without_words_leaves_the_words_before_it() -> None:
+    """ "Book a table. [a cough]": Whisper finds no words in the cough; the turn ends on
+    the words before it instead of waiting for a transcript that will not come."""
+    strategy = CompleteTranscriptUserTurnStopStrategy()
+    ended = await _feed(
+        strategy,
+        VADUserStartedSpeakingFrame(),
+        VADUserStoppedSpeakingFrame(),
+        VADUserStartedSpeakingFrame(),  # the cough, before the first transcript came
+        _transcript("Book a table."),
+        VADUserStoppedSpeakingFrame(),
+    )
+    assert ended == []
+    await strategy.process_frame(NoWordsFrame(spoken_since=True))  # not the last speech
+    assert ended == []
+    await strategy.process_frame(NoWordsFrame())
     assert ended == ["stopped"]

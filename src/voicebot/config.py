@@ -334,6 +334,11 @@ class TurnSettings(_Section):
     # How much lower (nice) smart-turn's model runs than Whisper: it runs at the VAD's
     # stop, while Whisper transcribes the pause, and slowed it; 0 = the same priority.
     smart_turn_nice: int = Field(10, ge=0, le=19)
+    # Run smart-turn only on pauses whose words do not read complete. One that reads
+    # complete ends the turn at `min_silence_secs` whatever smart-turn says, when that
+    # floor is in force (`speculative`) and `complete_transcript_alone_after_secs` is
+    # within it; otherwise every pause is judged, as with false.
+    smart_turn_when_needed: bool = True
     # Longest silence smart-turn may wait out when it judges the turn unfinished.
     max_silence_secs: float = Field(2.0, gt=0.0)
     # While smart-turn or the silence limit weigh a pause, the LLM already answers the

@@ -8,10 +8,12 @@ voicebot touches a Pipecat private attribute.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn, SmartTurnParams
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.frames.frames import Frame
@@ -58,7 +60,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "SmartTurnModelThread": (
         "pipecat.audio.turn.smart_turn.base_smart_turn.BaseSmartTurn",
-        ("_model_executor", "_executor"),
+        ("_model_executor", "_executor", "_audio_buffer", "_process_speech_segment"),
     ),
     "init_tts_base_only": ("pipecat.services.tts_service.TTSService", ("__init__",)),
     "replace_text_aggregator": (
@@ -178,6 +180,18 @@ class SmartTurnModelThread(BaseSmartTurn):
         if self._executor is None:
             self._executor = self.new_model_thread()
         return self._executor
+
+    def heard(self) -> list[tuple[float, Any]]:
+        """The turn's audio so far, as Pipecat 1.14 buffers it (`_audio_buffer`: time and
+        PCM piece); a new list, the pieces themselves are not copied."""
+        return list(self._audio_buffer)
+
+    async def judge(self, heard: list[tuple[float, Any]]) -> tuple[EndOfTurnState, Any]:
+        """The model's verdict on `heard`, on the model thread, leaving the analyzer's
+        state alone (Pipecat 1.14's `_process_speech_segment`, which
+        `analyze_end_of_turn` runs on the whole buffer)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._model_executor, self._process_speech_segment, heard)
 
 
 def init_tts_base_only(service: TTSService, **kwargs: Any) -> None:

@@ -109,6 +109,18 @@ def _pause_heard(settings: Settings, pauses: SilenceOnset | None) -> Callable[[]
     return lambda: pauses.silence_s
 
 
+def _smart_turn_only_when_needed(settings: Settings) -> bool:
+    """Whether smart-turn's verdict on a pause whose words read complete is moot: that
+    pause ends the turn at the floor either way (audio/smart_turn.py)."""
+    turn = settings.turn
+    return (
+        turn.smart_turn_when_needed
+        and turn.end_on_complete_transcript
+        and turn.speculative
+        and turn.complete_transcript_alone_after_secs <= turn.min_silence_secs
+    )
+
+
 def _turn_stop_strategies(
     settings: Settings, models: SharedModels, pauses: SilenceOnset | None
 ) -> list[BaseUserTurnStopStrategy]:
@@ -122,6 +134,7 @@ def _turn_stop_strategies(
             session=models.smart_turn_session,
             params=SmartTurnParams(stop_secs=settings.turn.max_silence_secs),
             nice=settings.turn.smart_turn_nice,
+            judge_on_words=_smart_turn_only_when_needed(settings),
         )
         pause = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)
     else:

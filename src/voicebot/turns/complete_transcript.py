@@ -27,6 +27,8 @@ from pipecat.frames.frames import (
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
 
+from voicebot.turns.segments import NoWordsFrame, spoken_since
+
 # Words a finished utterance does not end on: articles, prepositions, conjunctions,
 # possessives, auxiliaries and fillers. "for." is Whisper punctuating a pause.
 _DANGLING = frozenset(
@@ -81,6 +83,10 @@ class IntonationVerdicts(Protocol):
 
     def add_verdict_listener(self, listener: VerdictListener) -> None: ...
 
+    async def words_read(self, complete: bool | None) -> None:
+        """Told what the words so far say (None: words spoken since are not in yet);
+        smart-turn may judge a pause only when they do not read complete."""
+
 
 VerdictListener = Callable[[EndOfTurnState], Awaitable[None]]
 
@@ -111,6 +117,7 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
     ) -> None:
         super().__init__(**kwargs)
         self._min_words = min_words
+        self._intonation = intonation
         self._alone_after_s = alone_after_secs if intonation is not None else 0.0
         self._text: list[str] = []
         self._speaking = False
@@ -147,6 +154,20 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._text.append(frame.text.strip())
             self._untranscribed = False
+            if self._intonation is not None:
+                # Words spoken after this segment are still to come (turns/segments.py).
+                complete = None if spoken_since(frame) else self._text_reads_complete()
+                await self._intonation.words_read(complete)
+            await self._maybe_end()
+        elif isinstance(frame, NoWordsFrame) and not frame.spoken_since:
+            # The last speech gave no words: what was said before it is all there is.
+            self._untranscribed = False
+            if self._intonation is not None:
+                # Without any words smart-turn's verdict cannot end the turn (Pipecat's
+                # strategy waits for text), so it is not asked for.
+                await self._intonation.words_read(
+                    self._text_reads_complete() if self._text else None
+                )
             await self._maybe_end()
         return ProcessFrameResult.CONTINUE
 
@@ -156,10 +177,13 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
         self._verdict = state
         await self._maybe_end()
 
+    def _text_reads_complete(self) -> bool:
+        return reads_complete(" ".join(self._text), min_words=self._min_words)
+
     def _reads_complete(self) -> bool:
         if self._speaking or self._untranscribed or not self._text:
             return False
-        return reads_complete(" ".join(self._text), min_words=self._min_words)
+        return self._text_reads_complete()
 
     async def _maybe_end(self) -> None:
         if not self._reads_complete():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipecat.frames.frames import TranscriptionFrame
+from pipecat.frames.frames import DataFrame, TranscriptionFrame
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,17 @@ class SegmentTranscript:
     spoken_since: bool
 
 
-def spoken_since(frame: TranscriptionFrame) -> bool:
+@dataclass
+class NoWordsFrame(DataFrame):
+    """Our segmented STT transcribed a segment and found no words in it (a cough, a word
+    Whisper dropped). The turn strategies then know that segment's words are all in
+    rather than wait for a transcript that will not come."""
+
+    spoken_since: bool = False
+
+
+def spoken_since(frame: TranscriptionFrame | NoWordsFrame) -> bool:
     """Whether speech began after the segment `frame` transcribes (False when unknown)."""
+    if isinstance(frame, NoWordsFrame):
+        return frame.spoken_since
     return isinstance(frame.result, SegmentTranscript) and frame.result.spoken_since

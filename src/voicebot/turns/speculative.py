@@ -30,7 +30,7 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import (
 )
 
 from voicebot.turns.complete_transcript import plainly_goes_on
-from voicebot.turns.segments import spoken_since
+from voicebot.turns.segments import NoWordsFrame, spoken_since
 
 # How often a held decision looks again at a voice the VAD has not confirmed yet, and at
 # the silence the VAD has heard when it runs behind the clock.
@@ -169,10 +169,13 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
             # new speech untranscribed (turns/segments.py).
             if not spoken_since(frame):
                 self._untranscribed = False
+        elif isinstance(frame, NoWordsFrame) and not frame.spoken_since:
+            # The last speech gave no words: the words before it are the turn's words.
+            self._untranscribed = False
         for detector in self._detectors:
             if await detector.process_frame(frame) == ProcessFrameResult.STOP:
                 break
-        if transcript:
+        if transcript or (isinstance(frame, NoWordsFrame) and self._text):
             await self._maybe_speculate()
         return ProcessFrameResult.CONTINUE
 

@@ -33,7 +33,7 @@ from voicebot.providers.llm.local import cpu_threads
 from voicebot.providers.spec import ProviderSpec
 from voicebot.providers.stt.whisper_decode import WhisperBackend
 from voicebot.providers.stt.whisper_engine import EngineOptions, Transcript, WhisperEngine
-from voicebot.turns.segments import SegmentTranscript
+from voicebot.turns.segments import NoWordsFrame, SegmentTranscript
 
 if TYPE_CHECKING:
     from voicebot.audio.silence_onset import SilenceOnset
@@ -152,6 +152,7 @@ class FasterWhisperSTTService(WhisperSTTService):
             rtf = RTFMetricsData(processor=self.name, model=result.model, value=result.rtf)
             await self.push_frame(MetricsFrame(data=[rtf]))
         if not result.text:
+            yield NoWordsFrame(spoken_since=self._speech_starts > starts)
             return
         logger.bind(
             stt_chars=len(result.text), batch=result.batch_size, early=early is not None
