@@ -35,7 +35,6 @@ from voicebot import pipeline
 from voicebot.audio.sessions import load_smart_turn_session
 from voicebot.audio.smart_turn import SharedSmartTurnAnalyzer
 from voicebot.config import Settings
-from voicebot.turns.segments import SegmentTranscript
 
 RATE = 16000
 PIECE = 640  # 20 ms of 16-bit PCM at 16 kHz
@@ -47,11 +46,12 @@ def _pcm(seconds: float, level: float) -> bytes:
     return (rng.standard_normal(int(RATE * seconds)) * level).astype(np.int16).tobytes()
 
 
+def _pieces(pcm: bytes) -> list[bytes]:
+    return [pcm[i : i + PIECE] for i in range(0, len(pcm), PIECE)]
+
+
 def _feed(analyzer: SharedSmartTurnAnalyzer, pcm: bytes, *, speech: bool) -> list[EndOfTurnState]:
-    return [
-        analyzer.append_audio(pcm[i : i + PIECE], is_speech=speech)
-        for i in range(0, len(pcm), PIECE)
-    ]
+    return [analyzer.append_audio(piece, is_speech=speech) for piece in _pieces(pcm)]
 
 
 class Scripted(SharedSmartTurnAnalyzer):
@@ -193,17 +193,14 @@ def test_only_where_the_verdict_cannot_matter(overrides: dict[str, Any], expecte
     assert pipeline._smart_turn_only_when_needed(settings) is expected
 
 
-def _said(text: str, *, spoken_since: bool = False) -> TranscriptionFrame:
-    return TranscriptionFrame(
-        text=text, user_id="user", timestamp="now", result=SegmentTranscript(spoken_since)
-    )
+def _said(text: str) -> TranscriptionFrame:
+    return TranscriptionFrame(text=text, user_id="user", timestamp="now")
 
 
 def _audio(seconds: float, level: float) -> list[Frame]:
-    pcm = _pcm(seconds, level)
     return [
-        InputAudioRawFrame(audio=pcm[i : i + PIECE], sample_rate=RATE, num_channels=1)
-        for i in range(0, len(pcm), PIECE)
+        InputAudioRawFrame(audio=piece, sample_rate=RATE, num_channels=1)
+        for piece in _pieces(_pcm(seconds, level))
     ]
 
 

@@ -76,11 +76,10 @@ class SharedSmartTurnAnalyzer(SmartTurnModelThread, LocalSmartTurnAnalyzerV3):
 
     async def analyze_end_of_turn(self) -> tuple[EndOfTurnState, MetricsData | None]:
         if self._late_verdict is not None:
-            # Pipecat asks for the verdict `append_audio` announced.
-            (state, metrics), self._late_verdict = self._late_verdict, None
-            if state == EndOfTurnState.COMPLETE:
-                self.clear()
-            return state, metrics
+            # Pipecat asks for the COMPLETE verdict `append_audio` announced.
+            late = self._late_verdict
+            self.clear()
+            return late
         heard = self.heard()
         if self._judge_on_words and heard and self._words_complete is not False:
             self._unjudged = heard
