@@ -354,6 +354,57 @@ def test_serve_starts_loading_the_models_before_it_imports_the_server() -> None:
     assert report == {"server_app": False, "uvicorn": False, "webrtc": False}
 
 
+# The command line's own imports and, on a machine without a GPU, the auto-tuning: what
+# they import of Pipecat (its import takes ~0.5 s on 2 cores, before any model loads).
+TUNING = """
+import json, sys
+from voicebot.autotune import resolve
+from voicebot.cli import main
+from voicebot.config import load_settings
+from voicebot.observability.logging import setup_logging
+
+setup_logging("INFO")
+resolve(load_settings(), probe=False)
+print(json.dumps([m for m in sys.modules if m == "pipecat" or m.startswith("pipecat.")]))
+"""
+
+
+def test_the_command_line_and_cpu_tuning_import_no_pipecat() -> None:
+    assert _report_of_fresh_interpreter(TUNING, timeout_s=120) == []
+
+
+# What llama-cpp-python does while `Llama(verbose=False)` loads a model: fd 2 and
+# sys.stderr point at /dev/null, for the whole process. Another model logs meanwhile.
+LOAD_BESIDE_LLAMA = """
+import json, threading
+from llama_cpp._utils import suppress_stdout_stderr
+from loguru import logger
+from voicebot.observability.logging import setup_logging
+
+setup_logging("INFO")
+with suppress_stdout_stderr(disable=False):
+    beside = threading.Thread(target=lambda: logger.info("whisper loaded beside llama.cpp"))
+    beside.start()
+    beside.join()
+logger.info("llama.cpp loaded")
+print(json.dumps(True))
+"""
+
+
+def test_what_other_threads_log_while_llama_cpp_loads_is_kept() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_BESIDE_LLAMA],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "whisper loaded beside llama.cpp" in done.stderr
+    assert "llama.cpp loaded" in done.stderr
+
+
 class _CountingWhisper:
     """Stands in for faster-whisper's model: counts single-utterance decodes."""
 

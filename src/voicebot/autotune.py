@@ -183,7 +183,8 @@ def autotune(
 
     # Only a local voice that declares its GPU memory runs on the GPU (Kokoro; Piper's
     # ONNX voice is faster on the CPU than the transfer costs, cloud voices run elsewhere).
-    tts_mib = _vram_mib(settings, "tts", tts.provider)
+    # Asking means importing the provider's module (Pipecat: ~0.5 s): only with a GPU.
+    tts_mib = _vram_mib(settings, "tts", tts.provider) if gpu is not None else None
     if tts.device == AUTO:
         tts_on_gpu = gpu is not None and tts_mib is not None
         updates["tts"]["device"] = "cuda" if tts_on_gpu else "cpu"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
-
-from voicebot.pipecat_compat import is_routine_warning
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -24,13 +23,40 @@ def setup_logging(level: str = "INFO") -> None:
     debug = logger.level("DEBUG").no
 
     def keep(record: Record) -> bool:
-        if threshold > debug and record["level"].name == "WARNING":
+        name = record["name"] or ""
+        if threshold > debug and record["level"].name == "WARNING" and name.startswith("pipecat"):
+            # Imported only once Pipecat logs: it takes ~0.5 s, which every command would pay.
+            from voicebot.pipecat_compat import is_routine_warning
+
             return not is_routine_warning(record["name"], record["message"])
         return True
 
     logger.add(
-        sys.stderr,
+        _stderr_copy(),
         level=level,
         filter=keep,
         format="{time:HH:mm:ss.SSS} | {level: <7} | {name}:{line} - {message} {extra}",
     )
+
+
+# The copy of file descriptor 2 the logs go to, and what it was a copy of.
+_copy: tuple[tuple[int, int], TextIO] | None = None
+
+
+def _stderr_copy() -> TextIO:
+    """stderr through a file descriptor of its own, where stderr is a file descriptor.
+
+    llama-cpp-python loads a model with fd 2 (and `sys.stderr`) pointed at /dev/null, to
+    hide llama.cpp's chatter; that is process-wide, so without a copy every line another
+    thread logged meanwhile (the other models loading beside it) was lost.
+    """
+    global _copy
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # pytest's capsys, a StringIO
+        return sys.stderr
+    status = os.fstat(fd)
+    target = (status.st_dev, status.st_ino)
+    if _copy is None or _copy[0] != target:
+        _copy = (target, os.fdopen(os.dup(fd), "w", buffering=1, errors="backslashreplace"))
+    return _copy[1]
