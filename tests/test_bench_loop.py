@@ -104,7 +104,7 @@ def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
     import subprocess
 
     output = tmp_path / "loop.json"
-    options = ["--voices", "samples", "--systems", "loop,voicebot", "--turns", "2"]
+    options = ["--voices", "samples", "--systems", "loop,voicebot", "--turns", "2", "--starts", "1"]
     done = subprocess.run(
         [VOICEBOT, "bench", "loop", *options, "--warmup", "0", "--output", str(output)],
         capture_output=True,
@@ -123,6 +123,12 @@ def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
         replies = sum(turn["reply_audio_s"] or 0 for turn in system["per_turn"])
         assert system["reply_audio_s_per_turn"] == pytest.approx(replies / 2, abs=0.01)
         assert system["rss_mib"]["peak"] >= system["rss_mib"]["final"] > 50
+        # The measured start, then one more cold start each, both warmed.
+        starts = system["cold_starts"]
+        assert starts["starts"][0]["start_to_warm_s"] == system["start_to_warm_s"]
+        assert len(starts["starts"]) == 2 and starts["failed"] == 0
+        assert all(s["start_to_warm_s"] > 0 and s["cpu_s"] > 0 for s in starts["starts"])
+        assert starts["median_start_to_warm_s"] > 0 and starts["median_cpu_s"] > 0
     assert "median ms" in done.stdout and "voicebot" in done.stdout
 
 

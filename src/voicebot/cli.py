@@ -205,6 +205,12 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument("--half", choices=("heldout", "tune", "all"), default="heldout")
     loop.add_argument("--turns", type=int, help="use only the first N utterances")
     loop.add_argument("--warmup", type=int, default=1, help="unmeasured turns first (default 1)")
+    loop.add_argument(
+        "--starts",
+        type=int,
+        default=0,
+        help="more cold starts per system, taking turns, for a median start-to-warm (default 0)",
+    )
     loop.add_argument("--turn-timeout", type=float, default=60.0, help="seconds (default 60)")
     loop.add_argument("--start-timeout", type=float, default=300.0, help="seconds (default 300)")
     loop.add_argument("--output", type=Path, default=Path("bench-results/loop.json"))
@@ -446,6 +452,7 @@ def _bench_loop(args: argparse.Namespace) -> int:
                 turn_timeout_s=args.turn_timeout,
                 start_timeout_s=args.start_timeout,
                 warmup_turns=max(0, args.warmup),
+                starts=max(0, args.starts),
             ),
             config_file=args.config,
         )

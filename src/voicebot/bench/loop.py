@@ -4,6 +4,8 @@ Each system runs as its own server process on a free loopback port, one after an
 and hears the same utterances through the same client (`run_turn`, as `bench turn`).
 Per system: start-to-warm (process start to its first session's `ready`), turn latency
 (median, p90), CPU seconds per turn and RSS (peak, final) of the server's process tree.
+One start is one sample of a figure that varies by ±0.5 s on a small machine: `starts`
+adds cold starts, systems taking turns, and reports their median.
 The loop and the stock bot live in the repository's tests/benchmark/ (not in the
 package); they are given the model files and settings voicebot resolved, so all three
 run the same Whisper, LLM, Piper voice and VAD stop window.
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,8 @@ class Options:
     turn_timeout_s: float = 60.0
     start_timeout_s: float = 300.0
     warmup_turns: int = 1
+    # Cold starts per system besides the one its turns are measured on.
+    starts: int = 0
 
 
 async def _speak(url: str, spoken: Spoken, timeout_s: float) -> dict[str, Any]:
@@ -82,6 +87,7 @@ async def measure_system(
     sampler = asyncio.create_task(_sample_rss(running.tree, peak))
     try:
         warm_s = await running.wait_warm(options.start_timeout_s)
+        warm_cpu_s = running.tree.cpu_s()
         for item in spoken[: options.warmup_turns]:
             await _speak(running.ws_url, item, options.turn_timeout_s)
         cpu_before = running.tree.cpu_s()
@@ -107,6 +113,7 @@ async def measure_system(
     return {
         "description": describe(system),
         "start_to_warm_s": round(warm_s, 2),
+        "cpu_s_to_warm": round(warm_cpu_s, 2),
         "turn_latency_ms": summarise(timed)["turn_latency_ms"],
         "cpu_s_per_turn": round(cpu_s / max(1, len(turns)), 2),
         # CPU per turn includes writing and speaking the whole reply: systems whose
@@ -159,12 +166,18 @@ async def run_loop_bench(
     results = {}
     for system in systems:
         results[system] = await measure_system(system, settings, spoken, options, config_file)
+    if options.starts:
+        started = [s for s in systems if "error" not in results[s]]
+        more = await cold_starts(started, settings, options, config_file)
+        for system in started:
+            results[system]["cold_starts"] = _starts_summary(results[system], more[system])
     report = {
         **report_header("loop"),
         "voices": voices,
         "half": half if voices == "unseen" else None,
         "utterances": [name for name, _, _ in spoken],
         "warmup_turns": options.warmup_turns,
+        "extra_starts": options.starts,
         "turn_timeout_s": options.turn_timeout_s,
         "models": {k: v for k, v in loop_env(settings).items() if k != "SYSTEM_PROMPT"},
         "systems": results,
@@ -172,6 +185,45 @@ async def run_loop_bench(
     await asyncio.to_thread(write_report, output, report)
     print(table(results))
     return 0 if all("error" not in r for r in results.values()) else 1
+
+
+async def cold_starts(
+    systems: list[str], settings: Settings, options: Options, config_file: Path | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Start each system `options.starts` times and stop it once warm.
+
+    The order rotates each round, so no system always starts right after the same other
+    one has exited (page cache, CPU frequency). Per start: seconds and CPU seconds to warm,
+    or the error.
+    """
+    starts: dict[str, list[dict[str, Any]]] = {system: [] for system in systems}
+    for n in range(options.starts):
+        k = n % max(1, len(systems))
+        for system in systems[k:] + systems[:k]:
+            running = RunningSystem(system, settings, config_file)
+            try:
+                warm_s = await running.wait_warm(options.start_timeout_s)
+                starts[system].append(
+                    {"start_to_warm_s": round(warm_s, 2), "cpu_s": round(running.tree.cpu_s(), 2)}
+                )
+            except (TimeoutError, RuntimeError, OSError, websockets.WebSocketException) as e:
+                starts[system].append({"error": f"{type(e).__name__}: {e}"})
+            finally:
+                await asyncio.to_thread(running.stop)
+    return starts
+
+
+def _starts_summary(measured: dict[str, Any], more: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every start of a system (the measured one first) and the medians over those that warmed."""
+    first = {"start_to_warm_s": measured["start_to_warm_s"], "cpu_s": measured["cpu_s_to_warm"]}
+    starts = [first, *more]
+    warmed = [s for s in starts if "error" not in s]
+    return {
+        "starts": starts,
+        "failed": len(starts) - len(warmed),
+        "median_start_to_warm_s": round(statistics.median(s["start_to_warm_s"] for s in warmed), 2),
+        "median_cpu_s": round(statistics.median(s["cpu_s"] for s in warmed), 2),
+    }
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -193,7 +245,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 f"{r['reply_audio_s_per_turn']:.1f}",
                 f"{r['rss_mib']['peak']:.0f}",
                 f"{r['rss_mib']['final']:.0f}",
-                f"{r['start_to_warm_s']:.1f}",
+                f"{_warm_s(r):.1f}",
                 f"{r['answered']}/{r['turns']}",
                 str(r["cut_off"]),
             ]
@@ -202,6 +254,12 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
     )
+
+
+def _warm_s(result: dict[str, Any]) -> float:
+    """The median start-to-warm where more starts were measured, else the one start."""
+    starts = result.get("cold_starts")
+    return float(starts["median_start_to_warm_s"] if starts else result["start_to_warm_s"])
 
 
 def _fmt(value: float | None) -> str:
