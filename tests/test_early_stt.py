@@ -295,6 +295,33 @@ async def test_a_segment_without_words_says_so() -> None:
     assert texts == [] and heard.no_words == [False]
 
 
+class UnclearEngine(LengthEngine):
+    """Hears speech whose words it cannot make out (every segment dropped for them)."""
+
+    def _decode(self, samples: np.ndarray) -> Transcript:
+        return replace(super()._decode(samples), text="", unclear=True)
+
+
+@pytest.mark.parametrize(("engine", "unclear"), [(UnclearEngine, True), (NoWordsEngine, False)])
+async def test_unclear_speech_is_told_before_its_segment_says_it_has_no_words(
+    engine: type[LengthEngine], unclear: bool
+) -> None:
+    """So the turn that ends without words knows to ask to repeat (processors/ask_to_repeat.py)."""
+    heard = Transcripts()
+    stt = FasterWhisperSTTService(engine=engine())  # type: ignore[arg-type]
+    told: list[int] = []
+
+    @stt.event_handler("on_unclear_speech")
+    async def on_unclear(_stt: FasterWhisperSTTService) -> None:
+        told.append(len(heard.no_words))  # the NoWordsFrame has not gone on yet
+
+    await transcribe(
+        stt, _energy_vad(), _speech((True, 0.6), (False, 1.0)), early_start_secs=0.1, heard=heard
+    )
+    assert heard.no_words == [False]
+    assert told == ([0] if unclear else [])
+
+
 async def test_zero_starts_at_the_stop() -> None:
     engine = LengthEngine()
     stt = FasterWhisperSTTService(engine=engine)  # type: ignore[arg-type]

@@ -49,11 +49,9 @@ from tests.fakes import FakeLLMService, FakeTTSService
 from tests.helpers import tweak
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
 from voicebot.config import Settings
-from voicebot.pipeline import (
-    ask_to_repeat_after_first_reply,
-    say_repeat_phrase,
-    user_turn_strategies,
-)
+from voicebot.pipeline import say_repeat_phrase, user_turn_strategies
+from voicebot.processors.ask_to_repeat import UNCLEAR_SPEECH_PROMPT, RepeatRequests
+from voicebot.turns.segments import NoWordsFrame
 
 # The transcripts are really late and the audio is paced in real time: seconds a test.
 pytestmark = pytest.mark.slow
@@ -62,13 +60,23 @@ RATE = 16000
 CHUNK_S = 0.02
 
 
+# A segment the STT heard as speech but whose words it could not make out.
+UNCLEAR = None
+
+
 class LateSTT(SegmentedSTTService):
     """Pipecat's segmented STT (audio buffered between the VAD's start and stop); each
-    segment's transcript comes `delays_s[i]` seconds after its segment ended."""
+    segment's transcript comes `delays_s[i]` seconds after its segment ended. An UNCLEAR
+    text is reported as our Whisper service reports it: `on_unclear_speech`, no words."""
 
-    def __init__(self, texts: Sequence[str], delays_s: Sequence[float], **kwargs: Any) -> None:
+    REPORTS_UNCLEAR_SPEECH = True
+
+    def __init__(
+        self, texts: Sequence[str | None], delays_s: Sequence[float], **kwargs: Any
+    ) -> None:
         # What FasterWhisperSTTService declares.
         super().__init__(ttfs_p99_latency=0.6, **kwargs)
+        self._register_event_handler("on_unclear_speech", sync=True)
         self._texts = list(texts)
         self._delays_s = list(delays_s)
 
@@ -79,6 +87,10 @@ class LateSTT(SegmentedSTTService):
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         text, delay_s = self._texts.pop(0), self._delays_s.pop(0)
         await asyncio.sleep(delay_s)
+        if text is UNCLEAR:
+            await self._call_event_handler("on_unclear_speech")
+            yield NoWordsFrame()
+            return
         yield TranscriptionFrame(text, "user", time_now_iso8601())
 
 
@@ -137,7 +149,7 @@ def _audio(seconds: float, *, voiced: bool) -> list[Frame]:
 
 async def converse(
     speech: Sequence[tuple[bool, float] | Frame],
-    texts: Sequence[str],
+    texts: Sequence[str | None],
     delays_s: Sequence[float],
     *,
     smart_turn_complete: bool = True,
@@ -167,13 +179,14 @@ async def converse(
             user_turn_strategies=user_turn_strategies(settings, models),  # type: ignore[arg-type]
         ),
     )
+    stt = LateSTT(texts, delays_s)
     if empty_turns is not None:
-        ask_to_repeat_after_first_reply(pair.assistant(), empty_turns)
+        RepeatRequests(empty_turns).attach(pair.user(), pair.assistant(), stt)
     reader = Reader(llm, context)
     repeat = say_repeat_phrase(settings) if repeat_phrase else []
     pipeline = Pipeline(
         [
-            LateSTT(texts, delays_s),
+            stt,
             pair.user(),
             reader,
             *repeat,
@@ -293,3 +306,51 @@ async def test_a_turn_without_words_while_the_bot_waits_gets_no_answer() -> None
     )
     assert seen.llm_calls == 1
     assert seen.messages == [("user", QUESTION), ("assistant", "Sure.")]
+
+
+async def test_unclear_speech_before_the_first_reply_gets_a_request_to_repeat() -> None:
+    """ "Please set an alarm for seven in the morning" in a slow British espeak voice: every
+    segment Whisper decoded was dropped for the low probability of its words. The person
+    spoke; silence would leave them waiting."""
+    phrase = Settings().turn.repeat_phrase
+    seen = await converse(WORDLESS, [UNCLEAR], [0.1], ask_to_repeat=True, repeat_phrase=True)
+    assert seen.llm_calls == 0
+    assert seen.messages == [("assistant", phrase)]
+
+
+async def test_unclear_speech_while_the_bot_waits_gets_a_request_to_repeat() -> None:
+    seen = await converse(
+        [
+            (True, 1.2),
+            (False, 1.0),
+            BotStartedSpeakingFrame(),
+            BotStoppedSpeakingFrame(),  # the reply was heard to its end
+            *WORDLESS,
+        ],
+        [QUESTION, UNCLEAR],
+        [0.1, 0.1],
+        ask_to_repeat=True,
+    )
+    assert seen.llm_calls == 2  # worded by the LLM without `turn.repeat_phrase`
+    assert seen.messages == [
+        ("user", QUESTION),
+        ("assistant", "Sure."),
+        ("developer", UNCLEAR_SPEECH_PROMPT),
+        ("assistant", "Sure."),
+    ]
+
+
+async def test_a_request_to_repeat_holds_only_for_the_turn_with_unclear_speech() -> None:
+    """Unclear speech, the bot asks to repeat; the person asks a question, the bot answers;
+    then a cough while the bot waits (no unclear speech in it) gets no answer."""
+    phrase = Settings().turn.repeat_phrase
+    heard = [BotStartedSpeakingFrame(), BotStoppedSpeakingFrame()]
+    seen = await converse(
+        [*WORDLESS, *heard, (True, 1.2), (False, 1.0), *heard, *WORDLESS],
+        [UNCLEAR, QUESTION, ""],
+        [0.1, 0.1, 0.1],
+        ask_to_repeat=True,
+        repeat_phrase=True,
+    )
+    assert seen.llm_calls == 1
+    assert seen.messages == [("assistant", phrase), ("user", QUESTION), ("assistant", "Sure.")]

@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 
 from voicebot.models import SharedModels
-from voicebot.providers.stt.whisper_decode import keeps
-from voicebot.providers.stt.whisper_engine import EngineOptions
+from voicebot.providers.stt.whisper_decode import Heard, WhisperDecoder, judge, keeps
+from voicebot.providers.stt.whisper_engine import EngineOptions, EngineStats
 from voicebot.tools.client import load_pcm16k
 from voicebot.tools.voice_set import speak
 
 OPTIONS = EngineOptions()  # the defaults stt.whisper.* resolves to
 
 
-def _segment(no_speech: float, log_prob: float, compression: float = 0.8) -> SimpleNamespace:
+def _segment(
+    no_speech: float, log_prob: float, compression: float = 0.8, text: str = " Some words."
+) -> SimpleNamespace:
     return SimpleNamespace(
-        no_speech_prob=no_speech, avg_logprob=log_prob, compression_ratio=compression
+        no_speech_prob=no_speech, avg_logprob=log_prob, compression_ratio=compression, text=text
     )
 
 
@@ -56,6 +58,37 @@ def test_hallucinations_are_dropped(no_speech: float, log_prob: float, compressi
     assert not keeps(_segment(no_speech, log_prob, compression), OPTIONS)
 
 
+def test_each_dropped_segment_says_why() -> None:
+    assert judge(_segment(0.2, -0.3), OPTIONS) == "kept"
+    assert judge(_segment(0.7, -0.7), OPTIONS) == "no speech"
+    assert judge(_segment(0.05, -0.2, 3.1), OPTIONS) == "repetitive"
+    assert judge(_segment(0.344, -1.047), OPTIONS) == "unsure words"
+
+
+def _heard(*segments: SimpleNamespace) -> Heard:
+    decoder = WhisperDecoder(SimpleNamespace(), OPTIONS, EngineStats())  # type: ignore[arg-type]
+    return decoder._join(list(segments))
+
+
+@pytest.mark.parametrize(
+    ("segments", "heard"),
+    [
+        # "Please set an alarm for seven in the morning", slow British espeak, offline.
+        ([_segment(0.344, -1.047, text=" Please, please, turn the alarm for 7.")], Heard("", True)),
+        ([_segment(0.7, -0.7, text=" Thank you.")], Heard("", False)),  # noise
+        ([_segment(0.05, -0.2, 3.1)], Heard("", False)),  # a repetition loop
+        ([_segment(0.3, -1.1, text=" ")], Heard("", False)),  # no words at all
+        ([], Heard("", False)),
+        # Words kept beside a dropped segment: the words are what was said.
+        ([_segment(0.2, -0.3, text=" Hello."), _segment(0.3, -1.1)], Heard("Hello.", False)),
+    ],
+)
+def test_speech_whose_words_were_all_dropped_is_unclear(
+    segments: list[SimpleNamespace], heard: Heard
+) -> None:
+    assert _heard(*segments) == heard
+
+
 def test_the_sure_speech_floor_never_drops_more_than_the_plain_one() -> None:
     stricter = EngineOptions(log_prob_threshold=-1.5, sure_speech_log_prob_threshold=-1.2)
     assert keeps(_segment(0.05, -1.3), stricter)
@@ -71,5 +104,10 @@ async def test_an_unfamiliar_voice_is_heard_and_its_gibberish_is_not(
     padded = np.concatenate([speech, np.zeros(8000, np.float32)])
     heard = await models.stt.transcribe(padded)
     assert "message" in heard.text.lower()
+    assert not heard.unclear
     backwards = np.concatenate([speech[::-1], np.zeros(8000, np.float32)])
-    assert (await models.stt.transcribe(backwards)).text == ""
+    gibberish = await models.stt.transcribe(backwards)
+    # Speech Whisper cannot make out: no words, and the bot will ask to repeat.
+    assert gibberish.text == "" and gibberish.unclear
+    quiet = np.random.default_rng(0).normal(0, 0.002, 24000).astype(np.float32)
+    assert not (await models.stt.transcribe(quiet)).unclear

@@ -11,17 +11,13 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
-    LLMAssistantAggregator,
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_transport import BaseTransport
-from pipecat.turns.empty_user_turn import (
-    DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT,
-    EmptyUserTurnConfig,
-)
+from pipecat.turns.empty_user_turn import EmptyUserTurnConfig
 from pipecat.turns.user_stop import (
     BaseUserTurnStopStrategy,
     SpeechTimeoutUserTurnStopStrategy,
@@ -38,7 +34,7 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.observability.observer_group import ObserverGroup
 from voicebot.observability.rtvi import VoicebotRTVIProcessor
-from voicebot.processors.ask_to_repeat import AskToRepeat
+from voicebot.processors.ask_to_repeat import AskToRepeat, RepeatRequests
 from voicebot.processors.barge_in import BargeInVADSwitch
 from voicebot.processors.filler import LateReplyFiller
 from voicebot.processors.history import HistoryLimiter
@@ -179,26 +175,6 @@ def user_turn_strategies(
     return UserTurnStrategies(stop=_turn_stop_strategies(settings, models, pauses))
 
 
-def ask_to_repeat_after_first_reply(
-    assistant: LLMAssistantAggregator, empty_turns: EmptyUserTurnConfig
-) -> None:
-    """A turn that ends with no words after cutting the bot's reply off makes the bot ask
-    the person to repeat (Pipecat's interrupted-turn prompt), from the first reply on.
-
-    Such a turn is speech: it passed the stricter barge-in VAD, and then Whisper heard no
-    words ("Tell me something funny, | please!": the turn ended at the pause, "please"
-    cut the reply off and was not recognised). Unanswered, the question was dropped.
-    Pipecat counts a turn before the bot's first reply as interrupting too; noise or a
-    failed transcription then would get "please repeat" unprompted, so that waits for
-    the first reply. A turn without words while the bot waits gets no answer (Pipecat's
-    idle default).
-    """
-
-    @assistant.event_handler("on_assistant_turn_stopped")
-    async def arm(_assistant: LLMAssistantAggregator, _message: object) -> None:
-        empty_turns.interrupted_prompt = DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT
-
-
 def _synthesise_ahead(settings: Settings, llm: object, tts: object) -> None:
     """Let the TTS start on a held reply's first piece (providers/tts/ahead.py)."""
     words = settings.tts.first_clause_words
@@ -213,7 +189,7 @@ def say_repeat_phrase(settings: Settings) -> list[FrameProcessor]:
     phrase = settings.turn.repeat_phrase.strip()
     if not phrase:
         return []
-    return [AskToRepeat(instruction=DEFAULT_EMPTY_USER_TURN_INTERRUPTED_PROMPT, phrase=phrase)]
+    return [AskToRepeat(phrase=phrase)]
 
 
 def build_worker(
@@ -258,7 +234,7 @@ def build_worker(
             user_turn_strategies=user_turn_strategies(settings, models, pauses),
         ),
     )
-    ask_to_repeat_after_first_reply(aggregators.assistant(), empty_turns)
+    RepeatRequests(empty_turns).attach(aggregators.user(), aggregators.assistant(), stt)
     transport_input = transport.input()
     if isinstance(transport_input, BaseInputTransport):
         join_caller_audio(transport_input, settings.server.audio_in_chunk_ms)

@@ -50,6 +50,8 @@ class FasterWhisperSTTService(WhisperSTTService):
     """
 
     _settings: WhisperSTTSettings
+    # It tells speech whose words it could not make out (`on_unclear_speech`).
+    REPORTS_UNCLEAR_SPEECH = True
 
     def __init__(self, *, engine: WhisperEngine, language: str = "en", **kwargs: Any) -> None:
         self._engine = engine
@@ -71,6 +73,10 @@ class FasterWhisperSTTService(WhisperSTTService):
             ),
             **kwargs,
         )
+        # Speech whose words Whisper could not make out (`Transcript.unclear`), told before
+        # its NoWordsFrame goes on, so the turn that ends without words can ask to repeat
+        # (processors/ask_to_repeat.py).
+        self._register_event_handler("on_unclear_speech", sync=True)
 
     async def cleanup(self) -> None:
         # A session torn down mid-turn may never pass this service a CancelFrame.
@@ -152,6 +158,8 @@ class FasterWhisperSTTService(WhisperSTTService):
             rtf = RTFMetricsData(processor=self.name, model=result.model, value=result.rtf)
             await self.push_frame(MetricsFrame(data=[rtf]))
         if not result.text:
+            if result.unclear:
+                await self._call_event_handler("on_unclear_speech")
             yield NoWordsFrame(spoken_since=self._speech_starts > starts)
             return
         logger.bind(

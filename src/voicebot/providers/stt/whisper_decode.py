@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 from loguru import logger
@@ -70,7 +70,7 @@ class WhisperDecoder:
         self._stats = stats
         self._fallback = fallback
 
-    def decode_healing(self, utterances: list[np.ndarray]) -> list[str]:
+    def decode_healing(self, utterances: list[np.ndarray]) -> list[Heard]:
         """Decode; on CUDA OOM retry once in smaller batches, then fall back to the CPU model."""
         try:
             return self.decode(utterances)
@@ -84,10 +84,10 @@ class WhisperDecoder:
                 "CUDA out of memory in Whisper: retrying with a smaller batch"
             )
         try:
-            texts: list[str] = []
+            heard: list[Heard] = []
             for i in range(0, len(utterances), smaller):
-                texts.extend(self.decode(utterances[i : i + smaller]))
-            return texts
+                heard.extend(self.decode(utterances[i : i + smaller]))
+            return heard
         except RuntimeError as e:
             if not is_cuda_oom(e) or self._fallback is None:
                 raise
@@ -105,7 +105,7 @@ class WhisperDecoder:
             "CUDA out of memory again: Whisper now runs on the fallback model"
         )
 
-    def decode(self, utterances: list[np.ndarray]) -> list[str]:
+    def decode(self, utterances: list[np.ndarray]) -> list[Heard]:
         o = self._options
         if len(utterances) == 1:
             segments, _ = self.backend.model.transcribe(
@@ -139,26 +139,49 @@ class WhisperDecoder:
             per_clip[max(index, 0)].append(segment)
         return [self._join(clip) for clip in per_clip]
 
-    def _join(self, segments: list[Any]) -> str:
+    def _join(self, segments: list[Any]) -> Heard:
         kept = []
+        unsure_words = False
         for s in segments:
-            if keeps(s, self._options):
+            verdict = judge(s, self._options)
+            if verdict == "kept":
                 kept.append(s.text.strip())
-            else:
-                logger.bind(
-                    no_speech_prob=round(s.no_speech_prob, 3),
-                    avg_logprob=round(s.avg_logprob, 3),
-                    compression_ratio=round(s.compression_ratio, 2),
-                ).debug(f"Whisper segment dropped as a likely hallucination: {s.text.strip()!r}")
-        return " ".join(t for t in kept if t).strip()
+                continue
+            unsure_words = unsure_words or (verdict == "unsure words" and bool(s.text.strip()))
+            logger.bind(
+                no_speech_prob=round(s.no_speech_prob, 3),
+                avg_logprob=round(s.avg_logprob, 3),
+                compression_ratio=round(s.compression_ratio, 2),
+                verdict=verdict,
+            ).debug(f"Whisper segment dropped as a likely hallucination: {s.text.strip()!r}")
+        text = " ".join(t for t in kept if t).strip()
+        return Heard(text, unclear=not text and unsure_words)
+
+
+class Heard(NamedTuple):
+    """What Whisper made of one utterance: the words kept, and whether it was speech whose
+    words it could not make out (`unclear`: every segment dropped, at least one of them
+    only for the low probability of its words, which a mumble, an accent tiny.en does not
+    know, or speech played backwards all give). Noise and silence are not unclear."""
+
+    text: str
+    unclear: bool = False
 
 
 # Under this no-speech probability Whisper is sure it heard speech (see `keeps`).
 SURE_SPEECH_NO_SPEECH = 0.1
 
 
+Verdict = Literal["kept", "no speech", "repetitive", "unsure words"]
+
+
 def keeps(segment: Any, o: EngineOptions) -> bool:
-    """Whether a decoded segment is speech worth answering rather than a hallucination.
+    """Whether a decoded segment is speech worth answering rather than a hallucination."""
+    return judge(segment, o) == "kept"
+
+
+def judge(segment: Any, o: EngineOptions) -> Verdict:
+    """Whether a decoded segment is kept, or why it is dropped as a likely hallucination.
 
     Dropped: likely non-speech, repetitive, or decoded with a low average
     log-probability. A segment Whisper is sure holds speech (no-speech probability under
@@ -170,9 +193,9 @@ def keeps(segment: Any, o: EngineOptions) -> bool:
     no-speech 0.08-0.8 and log-prob -1.04 to -2.3, below -1.2 when under 0.1.)
     """
     if segment.no_speech_prob >= o.no_speech_prob:
-        return False
+        return "no speech"
     if segment.compression_ratio > o.compression_ratio_threshold:
-        return False
+        return "repetitive"
     sure = segment.no_speech_prob < SURE_SPEECH_NO_SPEECH
     floor = o.sure_speech_log_prob_threshold if sure else o.log_prob_threshold
-    return bool(segment.avg_logprob >= min(floor, o.log_prob_threshold))
+    return "kept" if segment.avg_logprob >= min(floor, o.log_prob_threshold) else "unsure words"

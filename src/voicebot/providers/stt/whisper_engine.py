@@ -60,6 +60,8 @@ class Transcript:
     model: str
     device: str
     compute_type: str
+    # Speech whose words Whisper could not make out (whisper_decode.Heard); `text` is "".
+    unclear: bool = False
 
 
 @dataclass
@@ -237,16 +239,19 @@ class WhisperEngine:
         if not speech:
             return
         start = time.perf_counter()
-        texts = self._decoder.decode_healing([r.samples for r in speech])
+        heard = self._decoder.decode_healing([r.samples for r in speech])
         busy = time.perf_counter() - start
         audio = sum(len(r.samples) for r in speech) / SAMPLE_RATE
         self.stats.model_calls += 1
         self.stats.max_batch = max(self.stats.max_batch, len(speech))
         self.stats.busy_s += busy
-        for request, text in zip(speech, texts, strict=True):
-            self._finish(request, text, busy / audio if audio else 0.0, len(speech))
+        for request, words in zip(speech, heard, strict=True):
+            rtf = busy / audio if audio else 0.0
+            self._finish(request, words.text, rtf, len(speech), unclear=words.unclear)
 
-    def _finish(self, request: _Request, text: str, rtf: float, batch_size: int) -> None:
+    def _finish(
+        self, request: _Request, text: str, rtf: float, batch_size: int, *, unclear: bool = False
+    ) -> None:
         duration = len(request.samples) / SAMPLE_RATE
         self.stats.utterances += 1
         self.stats.audio_s += duration
@@ -264,5 +269,6 @@ class WhisperEngine:
                 model=b.name,
                 device=b.device,
                 compute_type=b.compute_type,
+                unclear=unclear,
             )
         )
