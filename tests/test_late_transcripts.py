@@ -89,7 +89,7 @@ class LateSTT(SegmentedSTTService):
         await asyncio.sleep(delay_s)
         if text is UNCLEAR:
             await self._call_event_handler("on_unclear_speech")
-            yield NoWordsFrame()
+            yield NoWordsFrame(unclear=True)
             return
         yield TranscriptionFrame(text, "user", time_now_iso8601())
 
@@ -313,9 +313,18 @@ async def test_unclear_speech_before_the_first_reply_gets_a_request_to_repeat() 
     segment Whisper decoded was dropped for the low probability of its words. The person
     spoke; silence would leave them waiting."""
     phrase = Settings().turn.repeat_phrase
-    seen = await converse(WORDLESS, [UNCLEAR], [0.1], ask_to_repeat=True, repeat_phrase=True)
-    assert seen.llm_calls == 0
-    assert seen.messages == [("assistant", phrase)]
+    # 2 s of silence, not the stop watchdog's 5 s: the turn ends once Whisper has said so.
+    for speculative in (False, True):
+        seen = await converse(
+            [(True, 0.5), (False, 2.0)],
+            [UNCLEAR],
+            [0.1],
+            ask_to_repeat=True,
+            repeat_phrase=True,
+            speculative=speculative,
+        )
+        assert seen.llm_calls == 0
+        assert seen.messages == [("assistant", phrase)]
 
 
 async def test_unclear_speech_while_the_bot_waits_gets_a_request_to_repeat() -> None:

@@ -21,6 +21,7 @@ from pipecat.frames.frames import (
     SystemFrame,
     TranscriptionFrame,
     TTSTextFrame,
+    UserStoppedSpeakingFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
@@ -234,6 +235,28 @@ async def test_speech_that_gives_no_words_leaves_the_turn_to_the_words_before_it
     assert strategy.speculated == 2 and strategy.withdrawn == 1 and strategy.confirmed == 1
     assert llm.contexts[-1][-1]["content"] == "I'd like a table for two at"
     assert heard.snapshot is not None and heard.snapshot.spoken.split() == REPLY.split()
+
+
+async def test_speech_whisper_could_not_make_out_ends_the_turn_at_the_floor_unanswered() -> None:
+    """No words to answer: nothing is generated, and the turn ends at `min_silence_secs`
+    (its request to repeat follows: processors/ask_to_repeat.py), not at Pipecat's stop
+    watchdog 5 s after the speech."""
+    heard, llm, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            NoWordsFrame(unclear=True),
+            SleepFrame(sleep=0.2),  # inside the floor
+            Probe(),
+            SleepFrame(sleep=1.5),
+        ],
+        min_silence_secs=0.8,
+    )
+    kinds = [type(f) for f in heard.frames]
+    assert UserStoppedSpeakingFrame in kinds, "the turn did not end before the session"
+    assert kinds.index(Probe) < kinds.index(UserStoppedSpeakingFrame), "ended before the floor"
+    assert strategy.held == 1 and strategy.speculated == 0 and llm.calls == 0
+    assert _messages(context) == []
 
 
 async def test_a_turn_that_ends_too_soon_waits_for_the_silence_and_is_answered_ahead() -> None:

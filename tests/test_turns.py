@@ -259,3 +259,20 @@ async def test_a_last_segment_without_words_leaves_the_words_before_it() -> None
     assert ended == []
     await strategy.process_frame(NoWordsFrame())
     assert ended == ["stopped"]
+
+
+async def test_speech_whisper_could_not_make_out_ends_a_turn_without_words() -> None:
+    """Nothing else was said: the turn is over (and gets a request to repeat) when Whisper
+    says so. A cough (no words, not unclear) leaves the turn to Pipecat's watchdog, and
+    unclear speech after words leaves it to those words."""
+    for frames, ended in [
+        ([NoWordsFrame(unclear=True)], ["stopped"]),
+        ([NoWordsFrame()], []),
+        ([_transcript("I'd like a table for"), NoWordsFrame(unclear=True)], []),
+    ]:
+        strategy = CompleteTranscriptUserTurnStopStrategy()
+        stops = await _feed(
+            strategy, VADUserStartedSpeakingFrame(), VADUserStoppedSpeakingFrame(), *frames
+        )
+        assert stops == ended, frames
+        assert strategy.decided_unclear == len(ended)

@@ -130,6 +130,8 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
         # Turns ended with smart-turn agreeing / on the transcript alone after the wait.
         self.decided = 0
         self.decided_alone = 0
+        # Turns of speech Whisper could not make out, ended when that was known.
+        self.decided_unclear = 0
         if intonation is not None:
             intonation.add_verdict_listener(self._on_verdict)
 
@@ -168,6 +170,14 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
                 await self._intonation.words_read(
                     self._text_reads_complete() if self._text else None
                 )
+            if frame.unclear and not self._text and not self._speaking:
+                # Speech Whisper could not make out, and nothing else said: the turn is
+                # over and gets a request to repeat (processors/ask_to_repeat.py), not
+                # Pipecat's stop watchdog 5 s after the speech.
+                await self._cancel_wait()
+                self.decided_unclear += 1
+                await self.trigger_user_turn_stopped()
+                return ProcessFrameResult.CONTINUE
             await self._maybe_end()
         return ProcessFrameResult.CONTINUE
 

@@ -28,9 +28,11 @@ class SegmentTranscript:
 class NoWordsFrame(DataFrame):
     """Our segmented STT transcribed a segment and found no words in it (a cough, a word
     Whisper dropped). The turn strategies then know that segment's words are all in
-    rather than wait for a transcript that will not come."""
+    rather than wait for a transcript that will not come. `unclear`: it was speech whose
+    words Whisper could not make out (`Transcript.unclear`)."""
 
     spoken_since: bool = False
+    unclear: bool = False
 
 
 def spoken_since(frame: TranscriptionFrame | NoWordsFrame) -> bool:

@@ -180,8 +180,9 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         return ProcessFrameResult.CONTINUE
 
     async def _maybe_speculate(self) -> None:
-        # A detector that ended the turn on this transcript closed it already.
-        if not self._turn_open or self._speaking or self._untranscribed:
+        # A detector that ended the turn on this transcript closed it already; a turn
+        # without words (speech Whisper could not make out) has nothing to answer.
+        if not self._turn_open or self._speaking or self._untranscribed or not self._text:
             return
         text = " ".join(self._text)
         if self._speculation == text:

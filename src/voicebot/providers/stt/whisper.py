@@ -160,7 +160,7 @@ class FasterWhisperSTTService(WhisperSTTService):
         if not result.text:
             if result.unclear:
                 await self._call_event_handler("on_unclear_speech")
-            yield NoWordsFrame(spoken_since=self._speech_starts > starts)
+            yield NoWordsFrame(spoken_since=self._speech_starts > starts, unclear=result.unclear)
             return
         logger.bind(
             stt_chars=len(result.text), batch=result.batch_size, early=early is not None
