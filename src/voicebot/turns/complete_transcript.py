@@ -105,6 +105,10 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
     the turn ends as soon as both are known; when it judged it unfinished (or has not
     judged yet), the turn ends `alone_after_secs` after the speech stopped, unless the
     person speaks again first. 0 trusts the transcript alone at once.
+
+    A turn whose only speech Whisper could not make out (`NoWordsFrame.unclear`) ends
+    when that is known: it gets a request to repeat, and nothing else would end it
+    before Pipecat's stop watchdog.
     """
 
     def __init__(

@@ -168,7 +168,7 @@ class Heard(NamedTuple):
     unclear: bool = False
 
 
-# Under this no-speech probability Whisper is sure it heard speech (see `keeps`).
+# Under this no-speech probability Whisper is sure it heard speech (see `judge`).
 SURE_SPEECH_NO_SPEECH = 0.1
 
 
