@@ -405,6 +405,42 @@ def test_what_other_threads_log_while_llama_cpp_loads_is_kept() -> None:
     assert "llama.cpp loaded" in done.stderr
 
 
+# `voicebot serve` configures uvicorn while the models load: here, while llama-cpp-python
+# has `sys.stderr` and `sys.stdout` pointed at /dev/null. Then uvicorn logs a request.
+UVICORN_BESIDE_LLAMA = """
+import logging, sys
+import uvicorn
+from llama_cpp._utils import suppress_stdout_stderr
+from voicebot.observability.logging import uvicorn_log_config
+
+async def app(scope, receive, send):
+    pass
+
+with suppress_stdout_stderr(disable=False):
+    if sys.argv[1] == "ours":
+        uvicorn.Config(app, log_config=uvicorn_log_config())
+    else:
+        uvicorn.Config(app)
+logging.getLogger("uvicorn.error").info("WebSocket /ws [accepted]")
+access = ("127.0.0.1:5000", "GET", "/health", "1.1", 200)
+logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', *access)
+"""
+
+
+def test_uvicorn_configured_while_llama_cpp_loads_still_logs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", UVICORN_BESIDE_LLAMA, "ours"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "WebSocket /ws [accepted]" in done.stderr
+    assert '"GET /health HTTP/1.1" 200' in done.stdout
+
+
 class _CountingWhisper:
     """Stands in for faster-whisper's model: counts single-utterance decodes."""
 

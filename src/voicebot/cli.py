@@ -13,7 +13,7 @@ from typing import Any
 from voicebot.autotune import Tuned
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError, InputError, VoicebotError
-from voicebot.observability.logging import setup_logging
+from voicebot.observability.logging import setup_logging, uvicorn_log_config
 
 
 def _add_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -659,6 +659,7 @@ def _serve(tuned: Tuned) -> int:
     app = create_app(settings, loading=loading, decisions=tuned.decisions)
     config = uvicorn.Config(
         app,
+        log_config=uvicorn_log_config(),
         host=settings.server.host,
         port=settings.server.port,
         **websocket_options(settings.server.max_message_bytes),

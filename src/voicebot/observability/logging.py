@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
 
@@ -60,3 +61,22 @@ def _stderr_copy() -> TextIO:
     if _copy is None or _copy[0] != target:
         _copy = (target, os.fdopen(os.dup(fd), "w", buffering=1, errors="backslashreplace"))
     return _copy[1]
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging set-up, with its handlers on the interpreter's original
+    stdout and stderr (`sys.__stdout__`, `sys.__stderr__`) instead of whatever
+    `sys.stdout`/`sys.stderr` are when the server is configured.
+
+    `voicebot serve` configures uvicorn while the models load, and while llama-cpp-python
+    loads one, `sys.stdout` and `sys.stderr` are /dev/null files (see `_stderr_copy`).
+    A server configured then had lost its request and WebSocket lines for good.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for handler in config["handlers"].values():
+        stream = handler.get("stream")
+        if stream in ("ext://sys.stdout", "ext://sys.stderr"):
+            handler["stream"] = stream.replace("ext://sys.", "ext://sys.__") + "__"
+    return config
