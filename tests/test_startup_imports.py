@@ -87,10 +87,10 @@ print(json.dumps(report))
 """
 
 
-def _report_of_fresh_interpreter(
-    script: str, *, timeout_s: float, env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Run `script` in a new Python process; the JSON object its last line prints."""
+def _fresh_interpreter(
+    script: str, *, timeout_s: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `script` in a new Python process, which must succeed; its stdout and stderr."""
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,
@@ -101,6 +101,14 @@ def _report_of_fresh_interpreter(
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _report_of_fresh_interpreter(
+    script: str, *, timeout_s: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `script` in a new Python process; the JSON object its last line prints."""
+    done = _fresh_interpreter(script, timeout_s=timeout_s, env=env)
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return report
 
@@ -392,15 +400,7 @@ print(json.dumps(True))
 
 
 def test_what_other_threads_log_while_llama_cpp_loads_is_kept() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD_BESIDE_LLAMA],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _fresh_interpreter(LOAD_BESIDE_LLAMA)
     assert "whisper loaded beside llama.cpp" in done.stderr
     assert "llama.cpp loaded" in done.stderr
 
@@ -408,7 +408,7 @@ def test_what_other_threads_log_while_llama_cpp_loads_is_kept() -> None:
 # `voicebot serve` configures uvicorn while the models load: here, while llama-cpp-python
 # has `sys.stderr` and `sys.stdout` pointed at /dev/null. Then uvicorn logs a request.
 UVICORN_BESIDE_LLAMA = """
-import logging, sys
+import logging
 import uvicorn
 from llama_cpp._utils import suppress_stdout_stderr
 from voicebot.observability.logging import uvicorn_log_config
@@ -417,10 +417,7 @@ async def app(scope, receive, send):
     pass
 
 with suppress_stdout_stderr(disable=False):
-    if sys.argv[1] == "ours":
-        uvicorn.Config(app, log_config=uvicorn_log_config())
-    else:
-        uvicorn.Config(app)
+    uvicorn.Config(app, log_config=uvicorn_log_config())
 logging.getLogger("uvicorn.error").info("WebSocket /ws [accepted]")
 access = ("127.0.0.1:5000", "GET", "/health", "1.1", 200)
 logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', *access)
@@ -428,15 +425,7 @@ logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', *access)
 
 
 def test_uvicorn_configured_while_llama_cpp_loads_still_logs() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", UVICORN_BESIDE_LLAMA, "ours"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _fresh_interpreter(UVICORN_BESIDE_LLAMA)
     assert "WebSocket /ws [accepted]" in done.stderr
     assert '"GET /health HTTP/1.1" 200' in done.stdout
 
