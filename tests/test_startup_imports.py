@@ -405,29 +405,32 @@ def test_what_other_threads_log_while_llama_cpp_loads_is_kept() -> None:
     assert "llama.cpp loaded" in done.stderr
 
 
-# `voicebot serve` configures uvicorn while the models load: here, while llama-cpp-python
-# has `sys.stderr` and `sys.stdout` pointed at /dev/null. Then uvicorn logs a request.
+# `voicebot serve` sets up logging, then configures uvicorn while the models load: here,
+# while llama-cpp-python has fd 1 and 2, `sys.stderr` and `sys.stdout` pointed at
+# /dev/null. uvicorn logs a request during that load (a client polling /health) and a
+# line after it.
 UVICORN_BESIDE_LLAMA = """
 import logging
 import uvicorn
 from llama_cpp._utils import suppress_stdout_stderr
-from voicebot.observability.logging import uvicorn_log_config
+from voicebot.observability.logging import setup_logging, uvicorn_log_config
 
 async def app(scope, receive, send):
     pass
 
+setup_logging("INFO")
+access = ("127.0.0.1:5000", "GET", "/health", "1.1", 200)
 with suppress_stdout_stderr(disable=False):
     uvicorn.Config(app, log_config=uvicorn_log_config())
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', *access)
 logging.getLogger("uvicorn.error").info("WebSocket /ws [accepted]")
-access = ("127.0.0.1:5000", "GET", "/health", "1.1", 200)
-logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', *access)
 """
 
 
 def test_uvicorn_configured_while_llama_cpp_loads_still_logs() -> None:
     done = _fresh_interpreter(UVICORN_BESIDE_LLAMA)
-    assert "WebSocket /ws [accepted]" in done.stderr
     assert '"GET /health HTTP/1.1" 200' in done.stdout
+    assert "WebSocket /ws [accepted]" in done.stderr
 
 
 class _CountingWhisper:

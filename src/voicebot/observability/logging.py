@@ -32,51 +32,65 @@ def setup_logging(level: str = "INFO") -> None:
             return not is_routine_warning(record["name"], record["message"])
         return True
 
+    # uvicorn's handlers (`uvicorn_log_config`) get copies taken now, before models load.
+    for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            _copy_now(stream)
     logger.add(
-        _stderr_copy(),
+        _copy_now(sys.stderr),
         level=level,
         filter=keep,
         format="{time:HH:mm:ss.SSS} | {level: <7} | {name}:{line} - {message} {extra}",
     )
 
 
-# The copy of file descriptor 2 the logs go to, and what it was a copy of.
-_copy: tuple[tuple[int, int], TextIO] | None = None
+# Copies of file descriptors 1 and 2, by descriptor, taken when logging is set up.
+_copies: dict[int, TextIO] = {}
 
 
-def _stderr_copy() -> TextIO:
-    """stderr through a file descriptor of its own, where stderr is a file descriptor.
-
-    llama-cpp-python loads a model with fd 2 (and `sys.stderr`) pointed at /dev/null, to
-    hide llama.cpp's chatter; that is process-wide, so without a copy every line another
-    thread logged meanwhile (the other models loading beside it) was lost.
-    """
-    global _copy
+def _copy_now(stream: TextIO) -> TextIO:
+    """Take (or keep) a copy of `stream`'s file descriptor; the stream itself if it has none
+    (pytest's capsys, a StringIO). A copy is kept while the descriptor is the same file."""
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # pytest's capsys, a StringIO
-        return sys.stderr
-    status = os.fstat(fd)
-    target = (status.st_dev, status.st_ino)
-    if _copy is None or _copy[0] != target:
-        _copy = (target, os.fdopen(os.dup(fd), "w", buffering=1, errors="backslashreplace"))
-    return _copy[1]
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stream
+    kept = _copies.get(fd)
+    if kept is None or not os.path.samestat(os.fstat(kept.fileno()), os.fstat(fd)):
+        kept = _copies[fd] = os.fdopen(os.dup(fd), "w", buffering=1, errors="backslashreplace")
+    return kept
+
+
+def own_copy(stream: TextIO) -> TextIO:
+    """`stream` through the copy of its file descriptor `setup_logging` took.
+
+    llama-cpp-python loads a model with fd 1 and 2 (and `sys.stdout`, `sys.stderr`)
+    pointed at /dev/null, to hide llama.cpp's chatter. That is process-wide: without a copy
+    taken before, every line another thread logged meanwhile (the other models loading
+    beside it, the server answering its first requests) was lost. A stream with no copy is
+    returned as it is.
+    """
+    try:
+        return _copies.get(stream.fileno(), stream)
+    except (AttributeError, OSError, ValueError):
+        return stream
 
 
 def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's own logging set-up, with its handlers on the interpreter's original
-    stdout and stderr (`sys.__stdout__`, `sys.__stderr__`) instead of whatever
-    `sys.stdout`/`sys.stderr` are when the server is configured.
+    """uvicorn's own logging set-up, with its handlers on copies (`own_copy`) of the
+    interpreter's original stdout and stderr (`sys.__stdout__`, `sys.__stderr__`).
 
-    `voicebot serve` configures uvicorn while the models load, and while llama-cpp-python
-    loads one, `sys.stdout` and `sys.stderr` are /dev/null files (see `_stderr_copy`).
-    A server configured then had lost its request and WebSocket lines for good.
+    `voicebot serve` configures uvicorn while the models load. Its default handlers take
+    whatever `sys.stdout`/`sys.stderr` are then, and while llama-cpp-python loads a model
+    those are /dev/null files: a server configured then had lost its request and WebSocket
+    lines for good. On the original streams it still lost those logged during a load.
     """
     from uvicorn.config import LOGGING_CONFIG
 
+    streams = {"ext://sys.stdout": sys.__stdout__, "ext://sys.stderr": sys.__stderr__}
     config = copy.deepcopy(LOGGING_CONFIG)
     for handler in config["handlers"].values():
-        stream = handler.get("stream")
-        if stream in ("ext://sys.stdout", "ext://sys.stderr"):
-            handler["stream"] = stream.replace("ext://sys.", "ext://sys.__") + "__"
+        stream = streams.get(handler.get("stream", ""))
+        if stream is not None:
+            handler["stream"] = own_copy(stream)
     return config
