@@ -1,4 +1,4 @@
-"""The shared Silero VAD analyzer: same decisions as Pipecat's, fewer thread hand-offs."""
+"""voicebot's VAD analyzers: Pipecat's decisions, made on the event loop (no thread hand-off)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 
 from voicebot import model_files
+from voicebot.audio.energy_vad import EnergyVADAnalyzer
 from voicebot.audio.sessions import load_silero_session
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 
@@ -32,7 +33,7 @@ def speech() -> np.ndarray:
 
 
 async def _states(analyzer: Any, pcm: np.ndarray) -> tuple[list[VADState], int]:
-    """The state after each 20 ms chunk, and how many chunks went to the analyzer's thread."""
+    """The state after each 20 ms chunk, and how many chunks went to a thread (executor)."""
     loop = asyncio.get_running_loop()
     real = loop.run_in_executor
     hops = 0
@@ -54,7 +55,7 @@ async def _states(analyzer: Any, pcm: np.ndarray) -> tuple[list[VADState], int]:
     return states, hops
 
 
-async def test_same_decisions_as_pipecat_with_a_hop_only_per_window(speech: np.ndarray) -> None:
+async def test_same_decisions_as_pipecat_without_a_thread(speech: np.ndarray) -> None:
     params = VADParams(stop_secs=0.2)
     ours, our_hops = await _states(
         SharedSileroVADAnalyzer(session=load_silero_session(), params=params), speech
@@ -63,8 +64,13 @@ async def test_same_decisions_as_pipecat_with_a_hop_only_per_window(speech: np.n
 
     assert ours == theirs
     assert VADState.SPEAKING in ours and ours[-1] == VADState.QUIET  # it heard the sentence
-    chunks = -(-len(speech) // CHUNK)
-    windows = len(speech) // 512
-    assert their_hops == chunks
-    # One hand-off per chunk that completes a 32 ms window, none for the others.
-    assert our_hops == windows < chunks
+    assert their_hops == -(-len(speech) // CHUNK)  # Pipecat: one hand-off per chunk
+    assert our_hops == 0
+
+
+async def test_the_energy_vad_decides_without_a_thread(speech: np.ndarray) -> None:
+    states, hops = await _states(
+        EnergyVADAnalyzer(params=VADParams(stop_secs=0.2, min_volume=0.0)), speech
+    )
+    assert VADState.SPEAKING in states and states[-1] == VADState.QUIET
+    assert hops == 0

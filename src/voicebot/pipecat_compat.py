@@ -50,10 +50,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
         ("_model", "_windows_since_reset", "_low_confidence_windows"),
     ),
     "vad_speech_started": ("pipecat.audio.vad.vad_analyzer.VADAnalyzer", ("_vad_state",)),
-    "buffer_short_of_vad_window": (
-        "pipecat.audio.vad.vad_analyzer.VADAnalyzer",
-        ("_vad_buffer", "_vad_frames_num_bytes", "_run_analyzer"),
-    ),
+    "analyze_on_this_thread": ("pipecat.audio.vad.vad_analyzer.VADAnalyzer", ("_run_analyzer",)),
     "init_shared_smart_turn": (
         "pipecat.audio.turn.smart_turn.local_smart_turn_v3.LocalSmartTurnAnalyzerV3",
         ("_session", "_log_data"),
@@ -141,14 +138,10 @@ def vad_speech_started(analyzer: VADAnalyzer) -> bool:
     return state in (VADState.SPEAKING, VADState.STOPPING)
 
 
-def buffer_short_of_vad_window(analyzer: VADAnalyzer, audio: bytes) -> VADState | None:
-    """Buffer `audio` and return the unchanged VAD state if it completes no window yet.
-
-    None when a window is complete: then the model must run (`analyze_audio`). Short of a
-    window, `VADAnalyzer._run_analyzer` only appends to its buffer, so it is done here.
-    """
-    if len(analyzer._vad_buffer) + len(audio) >= analyzer._vad_frames_num_bytes:
-        return None
+def analyze_on_this_thread(analyzer: VADAnalyzer, audio: bytes) -> VADState:
+    """What `VADAnalyzer.analyze_audio` does in the analyzer's own thread, done here:
+    buffer `audio`, score each complete window, step the state machine
+    (`VADAnalyzer._run_analyzer`)."""
     return analyzer._run_analyzer(audio)
 
 

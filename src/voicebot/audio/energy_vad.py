@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
+from pipecat.audio.vad.vad_analyzer import VADParams
 
 from voicebot.audio.barge_in import BargeInGate, window_dbfs
-from voicebot.audio.pcm import is_voiced
-from voicebot.audio.silence_onset import SilenceOnset
+from voicebot.audio.vad_on_loop import OnLoopVADAnalyzer
 from voicebot.pipecat_compat import vad_speech_started
 
 # Speech confidence rises linearly from FLOOR_DBFS (0) to CEILING_DBFS (1). Quiet rooms
@@ -16,7 +15,7 @@ FLOOR_DBFS = -50.0
 CEILING_DBFS = -25.0
 
 
-class EnergyVADAnalyzer(VADAnalyzer):
+class EnergyVADAnalyzer(OnLoopVADAnalyzer):
     """Voice activity from the level of each 20 ms window.
 
     Cheaper than Silero and fooled by loud noise; Pipecat's VAD state machine
@@ -26,18 +25,8 @@ class EnergyVADAnalyzer(VADAnalyzer):
 
     def __init__(self, *, sample_rate: int | None = None, params: VADParams | None = None) -> None:
         self._barge_in = BargeInGate()
-        # Told each chunk's state, so the STT can start on a pause before the stop.
-        self.silence_onset: SilenceOnset | None = None
         super().__init__(sample_rate=sample_rate, params=params)
         self._barge_in.update(self.params)
-
-    async def analyze_audio(self, buffer: bytes) -> VADState:
-        state = await super().analyze_audio(buffer)
-        if self.silence_onset is not None:
-            self.silence_onset.observe(
-                state, len(buffer) / 2 / self.sample_rate, voiced=is_voiced(buffer)
-            )
-        return state
 
     def num_frames_required(self) -> int:
         return int(self.sample_rate * 0.02) if self.sample_rate else 320

@@ -9,14 +9,12 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADParams, VADState
+from pipecat.audio.vad.vad_analyzer import VADParams
 
 from voicebot.audio.barge_in import BargeInGate
-from voicebot.audio.pcm import is_voiced
-from voicebot.audio.silence_onset import SilenceOnset
+from voicebot.audio.vad_on_loop import OnLoopVADAnalyzer
 from voicebot.pipecat_compat import (
     adopt_silero_session,
-    buffer_short_of_vad_window,
     init_shared_silero_analyzer,
     vad_speech_started,
 )
@@ -30,11 +28,11 @@ class SileroStream(SileroOnnxModel):
         adopt_silero_session(self, session)
 
 
-class SharedSileroVADAnalyzer(SileroVADAnalyzer):
+class SharedSileroVADAnalyzer(OnLoopVADAnalyzer, SileroVADAnalyzer):
     """Pipecat's Silero VAD analyzer over a shared ONNX session (no model load per session).
 
-    Honours `BargeInVADParams` (see audio/barge_in.py) and reports each chunk's state to
-    `silence_onset` when one is set (see audio/silence_onset.py).
+    Honours `BargeInVADParams` (see audio/barge_in.py), runs on the event loop and reports
+    each chunk's state to `silence_onset` when one is set (audio/vad_on_loop.py).
     """
 
     def __init__(
@@ -45,8 +43,6 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         params: VADParams | None = None,
     ) -> None:
         self._barge_in = BargeInGate()
-        # Told each chunk's state, so the STT can start on a pause before the stop.
-        self.silence_onset: SilenceOnset | None = None
         # SileroVADAnalyzer.__init__ loads the model file; this borrows the shared session.
         init_shared_silero_analyzer(
             self, SileroStream(session), sample_rate=sample_rate, params=params
@@ -66,16 +62,3 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
             sample_rate=self.sample_rate,
             speech_started=vad_speech_started(self),
         )
-
-    async def analyze_audio(self, buffer: bytes) -> VADState:
-        # Pipecat hands every chunk to the analyzer's thread; a 20 ms chunk that does not
-        # complete a 32 ms window only joins the buffer, so that costs a thread hand-off
-        # (two wake-ups) for nothing on 3 chunks in 8. The model still runs off the loop.
-        state = buffer_short_of_vad_window(self, buffer)
-        if state is None:
-            state = await super().analyze_audio(buffer)
-        if self.silence_onset is not None:
-            self.silence_onset.observe(
-                state, len(buffer) / 2 / self.sample_rate, voiced=is_voiced(buffer)
-            )
-        return state
