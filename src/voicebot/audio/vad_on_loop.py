@@ -15,8 +15,8 @@ class OnLoopVADAnalyzer(VADAnalyzer):
     Pipecat hands every chunk to a thread of the analyzer's own. voicebot's models there
     are small: Silero scores a 32 ms window in ~0.14 ms on one ONNX thread, the energy VAD
     in microseconds. The hand-off (a thread woken, the GIL passed twice, the event loop
-    woken for the result) cost more CPU than the model: a session streaming silence took
-    6.4-6.8% of a core with it and 5.5-6.1% without (README_PIPECAT.md, "CPU per turn").
+    woken for the result) cost more CPU than the model: without it, a session streaming
+    silence takes ~0.8% of a core less (README_PIPECAT.md, "CPU per turn").
     The event loop is busy for the ~0.2 ms a window takes (Silero and Pipecat's volume).
     """
 
