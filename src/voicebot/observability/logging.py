@@ -48,12 +48,19 @@ def setup_logging(level: str = "INFO") -> None:
 _copies: dict[int, TextIO] = {}
 
 
-def _copy_now(stream: TextIO) -> TextIO:
-    """Take (or keep) a copy of `stream`'s file descriptor; the stream itself if it has none
-    (pytest's capsys, a StringIO). A copy is kept while the descriptor is the same file."""
+def _descriptor(stream: TextIO) -> int | None:
+    """`stream`'s file descriptor; None if it has none (pytest's capsys, a StringIO)."""
     try:
-        fd = stream.fileno()
+        return stream.fileno()
     except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _copy_now(stream: TextIO) -> TextIO:
+    """Take (or keep) a copy of `stream`'s file descriptor; the stream itself if it has
+    none. A copy is kept while the descriptor is the same file."""
+    fd = _descriptor(stream)
+    if fd is None:
         return stream
     kept = _copies.get(fd)
     if kept is None or not os.path.samestat(os.fstat(kept.fileno()), os.fstat(fd)):
@@ -70,10 +77,8 @@ def own_copy(stream: TextIO) -> TextIO:
     beside it, the server answering its first requests) was lost. A stream with no copy is
     returned as it is.
     """
-    try:
-        return _copies.get(stream.fileno(), stream)
-    except (AttributeError, OSError, ValueError):
-        return stream
+    fd = _descriptor(stream)
+    return stream if fd is None else _copies.get(fd, stream)
 
 
 def uvicorn_log_config() -> dict[str, Any]:
