@@ -79,6 +79,23 @@ async def test_piper_speaks_intelligibly_without_lead_in_silence(models: SharedM
     assert {"weather", "sunny", "walk"} <= transcribe(models, audio, rate)
 
 
+def spins_between_operators(session: Any) -> str:
+    return str(
+        session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    )
+
+
+def test_local_voices_sleep_between_operators(models: SharedModels, voices: SharedModels) -> None:
+    # Beside the LLM, spinning workers cost Piper ~15% more CPU per sentence
+    # (threads.sleeping_onnx_options); the voice is still read from its .onnx.json.
+    piper = models.model("tts", "piper")
+    assert spins_between_operators(piper.session) == "0"
+    assert piper.config.sample_rate == 22050
+    kokoro = voices.model("tts", "kokoro")
+    assert kokoro is not None
+    assert spins_between_operators(kokoro.sess) == "0"
+
+
 async def test_long_first_sentence_starts_at_its_first_clause(models: SharedModels) -> None:
     reply = "When it is raining outside, it is best to wear a coat and boots. Stay dry."
     texts, _, _ = await _speak(models, reply, first_clause_words=4)

@@ -22,6 +22,7 @@ from voicebot.pipecat_compat import init_tts_base_only
 from voicebot.providers.llm.local import cpu_threads
 from voicebot.providers.spec import ProviderSpec
 from voicebot.providers.tts.sentence import REPLY_PAUSE_LIMIT_S, SentenceTTSService
+from voicebot.threads import sleeping_onnx_options
 
 if TYPE_CHECKING:
     from kokoro_onnx import Kokoro
@@ -126,8 +127,7 @@ def _load(settings: Settings) -> Kokoro:
         logger.warning(
             "tts.device=cuda but onnxruntime has no CUDA provider: Kokoro runs on the CPU"
         )
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = cpu_threads()
+    options = sleeping_onnx_options(cpu_threads())
     session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=providers)
     kokoro: Kokoro = Kokoro.from_session(session, str(voices))
     return kokoro

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from voicebot.audio.pcm import trim_leading_silence
 from voicebot.providers.spec import ProviderSpec
 from voicebot.providers.tts.ahead import AheadAudio, AheadCounts
 from voicebot.providers.tts.sentence import REPLY_PAUSE_LIMIT_S, SentenceTTSService
-from voicebot.threads import FIRST_AUDIO, FirstAudioPriority
+from voicebot.threads import FIRST_AUDIO, FirstAudioPriority, sleeping_onnx_options
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -159,9 +160,21 @@ def _voice_file(settings: Settings) -> Path:
 
 
 def _load(settings: Settings) -> PiperVoice:
+    import onnxruntime
     from piper import PiperVoice
+    from piper.config import PiperConfig
 
-    return PiperVoice.load(_voice_file(settings), use_cuda=settings.tts.device == "cuda")
+    # `PiperVoice.load` builds the session with default options; ours sleep between
+    # operators instead of spinning (threads.sleeping_onnx_options).
+    model = _voice_file(settings)
+    config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if settings.tts.device == "cuda":
+        providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})]
+    session = onnxruntime.InferenceSession(
+        str(model), sess_options=sleeping_onnx_options(), providers=providers
+    )
+    return PiperVoice(config=PiperConfig.from_dict(config), session=session)
 
 
 def _synthesize(_settings: Settings, voice: PiperVoice, text: str) -> tuple[bytes, int]:
