@@ -28,6 +28,7 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 from pipecat.tests.utils import run_test
 from pipecat.utils.text.base_text_aggregator import TextType
+from piper.config import SynthesisConfig
 
 from tests.helpers import hear, heard_stems, run_voicebot, tweak, words
 from tests.servers.edge import edge_server
@@ -202,8 +203,13 @@ async def edge(models: SharedModels, monkeypatch: pytest.MonkeyPatch) -> Any:
     assert models.model("tts", "piper") is not None
     piper_rate = models.model("tts", "piper").config.sample_rate
 
+    # Without Piper's sampling noise the server says the same audio on every run, so what
+    # Whisper hears in it (a cut MP3 stream included) does not change from run to run.
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+
     def speak(text: str) -> np.ndarray:
-        pcm = b"".join(c.audio_int16_bytes for c in models.model("tts", "piper").synthesize(text))  # type: ignore[union-attr]
+        voice = models.model("tts", "piper")
+        pcm = b"".join(c.audio_int16_bytes for c in voice.synthesize(text, syn_config=steady))
         audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768
         return (soxr.resample(audio, piper_rate, 24000) * 32767).astype(np.int16)
 
@@ -235,7 +241,8 @@ async def test_edge_mid_stream_disconnect_keeps_what_arrived(
     audio = _audio(down)
     heard = transcribe(models, audio, 24000)
     # The first half arrived and was decoded; the rest never came, and nothing hangs.
-    assert heard_stems({"apple", "banana"}, heard) == {"apple", "banana"}, heard
+    # (Heard here: apples, bananas, cherries, grapes; one word may differ on another CPU.)
+    assert len(heard_stems({"apple", "banana", "cherr", "grape"}, heard)) >= 3, heard
     assert not heard_stems({"orange", "pear"}, heard), heard
 
 
