@@ -7,6 +7,10 @@ threads their libraries start from them) run at a higher nice value than the eve
 and the TTS threads, so audio goes first and compute takes whatever is left.
 Raising a thread's nice value needs no privileges; on systems without per-thread
 priorities this does nothing.
+
+Two more ways the models share the cores: local LLMs hold still while a reply's first
+audio is synthesised (`FirstAudioPriority`), and the TTS models' ONNX Runtime workers
+sleep between operators instead of spinning (`sleeping_onnx_options`).
 """
 
 from __future__ import annotations
