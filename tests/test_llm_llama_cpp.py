@@ -116,3 +116,65 @@ async def test_interruption_stops_generation_and_frees_the_model(models: SharedM
     lock = models.model("llm", "llama_cpp").lock
     assert lock.acquire(timeout=10.0), "generation kept running after the interruption"
     lock.release()
+
+
+def _chat(text: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": "Answer in one short sentence."},
+        {"role": "user", "content": text},
+    ]
+
+
+def _reply(model: Any, messages: list[dict[str, Any]]) -> str:
+    with model.lock:
+        pieces = model.llama.create_chat_completion(
+            messages=messages, max_tokens=24, temperature=0.0, stream=True
+        )
+        return "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces)
+
+
+def test_the_model_judges_which_words_end_a_sentence(models: SharedModels) -> None:
+    """Words that end a request or question are far likelier to end a sentence than the
+    same words cut where people pause (sentences not in the benchmark's voice set)."""
+    model = models.model("llm", "llama_cpp")
+    finished = ["Where can I buy fresh bread?", "Is the library open late tonight?"]
+    going_on = ["Where can I buy.", "Remind me to water.", "Send an email to my."]
+
+    def probability(text: str) -> float:
+        with model.lock:
+            value = model.sentence_end_probability(_chat(text))
+        assert value is not None and 0.0 <= value <= 1.0
+        return value
+
+    lowest_finished = min(probability(t) for t in finished)
+    highest_going_on = max(probability(t) for t in going_on)
+    # Measured: >= 0.09 against <= 0.03 (turn.sentence_end_probability is 0.08).
+    assert lowest_finished > 2 * highest_going_on, (lowest_finished, highest_going_on)
+
+
+def test_a_reply_after_the_judgement_is_the_reply_without_it(
+    models: SharedModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The judgement reads the chat up to the last words; the reply goes on from there in
+    llama.cpp's cache and is the same, token for token (greedy sampling)."""
+    model = models.model("llm", "llama_cpp")
+    messages = _chat("Can you tell me a joke about cats?")
+    with model.lock:
+        model.llama.reset()
+    plain = _reply(model, messages)
+    with model.lock:
+        model.llama.reset()
+        assert model.sentence_end_probability(messages) is not None
+        judged = model.llama.n_tokens
+    read: list[int] = []
+    original = model.llama.eval
+
+    def eval_counted(tokens: Any) -> None:
+        read.append(len(tokens))
+        original(tokens)
+
+    monkeypatch.setattr(model.llama, "eval", eval_counted)
+    assert _reply(model, messages) == plain
+    # The reply read only the prompt after the judged words (". <|im_end|> ..."), then
+    # one token at a time.
+    assert judged > 10 and 0 < read[0] < 10, (judged, read[:3])

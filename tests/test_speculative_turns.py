@@ -42,6 +42,7 @@ from tests.fakes import FakeLLMService, FakeTTSService, RecordingPiperVoice, Wor
 from tests.helpers import words
 from voicebot.config import Settings
 from voicebot.models import SharedModels
+from voicebot.pipeline import judge_sentence_ends
 from voicebot.processors.text_clause import speak_first_clause_early
 from voicebot.providers.tts.ahead import AheadCounts, FirstPieceAhead
 from voicebot.providers.tts.piper import PiperTTSService
@@ -50,6 +51,7 @@ from voicebot.tools.client import load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
 from voicebot.turns.segments import NoWordsFrame, SegmentTranscript
+from voicebot.turns.sentence_end import SentenceEnds
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
 REPLY = "Sure, a table for two at seven."
@@ -124,6 +126,8 @@ async def _converse(
     hearing_voice: Callable[[], bool] | None = None,
     silence_heard: Callable[[], float] | None = None,
     vad_lag_limit_secs: float = 5.0,
+    sentence_ends: SentenceEnds | None = None,
+    sentence_end_secs: float = 0.0,
     llm: Any = None,
     tts: TTSService | None = None,
 ) -> tuple[Heard, Any, LLMContext, SpeculativeUserTurnStopStrategy]:
@@ -137,6 +141,8 @@ async def _converse(
         hearing_voice=hearing_voice,
         silence_heard=silence_heard,
         vad_lag_limit_secs=vad_lag_limit_secs,
+        sentence_ends=sentence_ends,
+        sentence_end_secs=sentence_end_secs,
     )
     context = LLMContext()
     pair = LLMContextAggregatorPair(
@@ -330,6 +336,69 @@ async def test_words_that_plainly_go_on_wait_longer_than_the_floor() -> None:
     assert heard.snapshot.spoken == "" and heard.snapshot.messages == [], "ended at the floor"
     assert strategy.held == 1 and strategy.confirmed == 1 and llm.calls == 1
     assert _messages(context) == [("user", "I need a gift for."), ("assistant", REPLY)]
+
+
+class JudgingLocalLLM(WordsLocalLLM):
+    """Judges how likely the words end a sentence as a model would (here: by a table)."""
+
+    judges_sentence_ends = True
+
+    def __init__(self, probabilities: dict[str, float]) -> None:
+        super().__init__(reply=REPLY)
+        self.probabilities = probabilities
+        self.judged: list[str] = []
+
+    def _sentence_end_probability(self, messages: list[dict[str, Any]]) -> float | None:
+        self.judged.append(messages[-1]["content"])
+        return self.probabilities.get(messages[-1]["content"])
+
+
+async def _pause_after(
+    text: str, llm: WordsLocalLLM, ends: SentenceEnds | None
+) -> tuple[Snapshot | None, str]:
+    """What was spoken 0.6 s into the pause, and by the end."""
+    heard, *_ = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said(text),
+            SleepFrame(sleep=0.6),  # past the sentence-end floor, short of the other
+            Probe(),
+            SleepFrame(sleep=0.8),
+        ],
+        min_silence_secs=1.0,
+        sentence_ends=ends,
+        sentence_end_secs=0.3,
+        llm=llm,
+    )
+    return heard.snapshot, _spoken(heard.frames)
+
+
+async def test_words_the_llm_judges_to_end_a_sentence_end_the_turn_at_the_shorter_floor() -> None:
+    """The held reply's LLM judges the words: a finished question ends the turn at
+    `sentence_end_secs` (0.3 s), words that go on at `min_silence_secs` (1 s)."""
+    llm = JudgingLocalLLM({"Where is the bakery?": 0.6, "Remind me to water.": 0.02})
+    ends = SentenceEnds(threshold=0.08)
+    llm.sentence_end = ends
+    finished, _ = await _pause_after("Where is the bakery?", llm, ends)
+    assert finished is not None and finished.spoken.split() == REPLY.split()
+    assert ends.probability("where is the bakery") == 0.6
+    going_on, _ = await _pause_after("Remind me to water.", llm, ends)
+    assert going_on is not None and going_on.spoken == "", "ended before `min_silence_secs`"
+    assert llm.judged == ["Where is the bakery?", "Remind me to water."]
+    assert (ends.judged, ends.ended) == (2, 1)
+
+
+async def test_a_turn_the_llm_has_not_judged_waits_for_the_usual_floor() -> None:
+    """An LLM that cannot judge (None), or no judge at all: the floor stays."""
+    for llm, ends in (
+        (JudgingLocalLLM({}), SentenceEnds(threshold=0.08)),
+        (WordsLocalLLM(reply=REPLY), None),
+    ):
+        llm.sentence_end = ends
+        snapshot, spoken = await _pause_after("Where is the bakery?", llm, ends)
+        assert snapshot is not None and snapshot.spoken == ""
+        assert spoken.split() == REPLY.split()
 
 
 async def test_a_held_decision_hears_the_words_that_arrive_while_it_waits() -> None:
@@ -630,3 +699,19 @@ async def test_a_paused_request_over_ws_is_answered_and_a_withdrawn_answer_never
     assert "withdrawing the speculative reply" in messages, messages
     last_transcript = max(i for i, k in enumerate(kinds) if k == "transcript")
     assert kinds.index("bot_started_speaking") > last_transcript, kinds
+
+
+def test_the_llm_judges_sentence_ends_only_when_a_shorter_floor_uses_it() -> None:
+    """By default one floor holds for all words and nothing is judged (no extra read of
+    the prompt); a shorter `turn.sentence_end_secs` asks an LLM that can judge."""
+    assert judge_sentence_ends(Settings(), JudgingLocalLLM({})) is None
+    shorter = Settings.model_validate({"turn": {"sentence_end_secs": 0.6}})
+    assert judge_sentence_ends(shorter, WordsLocalLLM(reply=REPLY)) is None  # cannot judge
+    llm = JudgingLocalLLM({})
+    ends = judge_sentence_ends(shorter, llm)
+    assert ends is not None and llm.sentence_end is ends
+    assert ends.threshold == shorter.turn.sentence_end_probability
+    unspeculative = Settings.model_validate(
+        {"turn": {"sentence_end_secs": 0.6, "speculative": False}}
+    )
+    assert judge_sentence_ends(unspeculative, JudgingLocalLLM({})) is None

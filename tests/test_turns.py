@@ -24,6 +24,7 @@ from voicebot.turns.complete_transcript import (
     reads_complete,
 )
 from voicebot.turns.segments import NoWordsFrame, SegmentTranscript
+from voicebot.turns.sentence_end import SentenceEnds
 
 
 @pytest.mark.parametrize(
@@ -159,11 +160,11 @@ class _Intonation:
 
 
 async def _with_intonation(
-    alone_after_secs: float = 0.3,
+    alone_after_secs: float = 0.3, sentence_ends: SentenceEnds | None = None
 ) -> tuple[CompleteTranscriptUserTurnStopStrategy, _Intonation]:
     intonation = _Intonation()
     strategy = CompleteTranscriptUserTurnStopStrategy(
-        intonation=intonation, alone_after_secs=alone_after_secs
+        intonation=intonation, alone_after_secs=alone_after_secs, sentence_ends=sentence_ends
     )
     tasks = TaskManager(loop=asyncio.get_running_loop())
     await strategy.setup(
@@ -202,6 +203,25 @@ async def test_a_complete_transcript_alone_waits_and_then_ends_the_turn() -> Non
     assert ended == []
     await asyncio.sleep(0.5)  # 0.3 s after the speech stopped (0.2 s before the VAD's stop)
     assert ended == ["stopped"] and strategy.decided_alone == 1 and strategy.decided == 0
+
+
+async def test_the_llm_judging_the_words_finished_ends_the_wait_at_once() -> None:
+    """No verdict from smart-turn (it is not asked about words that read complete): the
+    LLM answering the words judges them; a judgement on other words does not count."""
+    ends = SentenceEnds(threshold=0.08)
+    strategy, _ = await _with_intonation(alone_after_secs=30, sentence_ends=ends)
+    ended = await _feed(strategy, *_spoken_then_transcribed("Where is the bakery?"))
+    await asyncio.sleep(0.05)
+    ends.publish("Where is the bakery? Near the park.", 0.9)
+    await asyncio.sleep(0.05)
+    assert ended == []
+    ends.publish("Where is the bakery?", 0.02)  # below the threshold: waits on
+    await asyncio.sleep(0.05)
+    assert ended == []
+    ends.publish("where is the bakery", 0.4)  # Whisper's case and punctuation ignored
+    await asyncio.sleep(0.05)
+    assert ended == ["stopped"] and strategy.decided_judged == 1
+    assert strategy.decided_alone == strategy.decided == 0
 
 
 async def test_speech_during_the_wait_keeps_the_turn_open() -> None:

@@ -165,6 +165,12 @@ def _parser() -> argparse.ArgumentParser:
     sessions.add_argument("--url", help="measure a running server instead of starting one")
     _add_config_flag(sessions)
     sessions.set_defaults(run=_bench_sessions)
+    ends = bench_kinds.add_parser(
+        "sentence-ends", help="how likely the LLM judges finished and paused words to end"
+    )
+    ends.add_argument("--output", type=Path, default=Path("bench-results/sentence-ends.json"))
+    _add_config_flag(ends)
+    ends.set_defaults(run=_bench_sentence_ends)
     _add_bench_sections(bench_kinds)
     compare = bench_kinds.add_parser("compare", help="what got slower or faster between two runs")
     compare.add_argument("old", type=Path, help="the earlier report (JSON)")
@@ -333,6 +339,14 @@ def _bench_sessions(args: argparse.Namespace) -> int:
 
     setup_logging("WARNING")
     asyncio.run(run_sessions_bench(_settings(args), args.levels, args.turns, args.output, args.url))
+    return 0
+
+
+def _bench_sentence_ends(args: argparse.Namespace) -> int:
+    from voicebot.bench.sentence_ends import run_sentence_ends_bench
+
+    setup_logging("WARNING")
+    run_sentence_ends_bench(_settings(args), args.output)
     return 0
 
 

@@ -349,6 +349,16 @@ class TurnSettings(_Section):
     # who goes on within it (a pause in mid-sentence) is not cut off. 0 = no floor. Words
     # that plainly go on ("a gift for", "funny,") wait up to `max_silence_secs`.
     min_silence_secs: float = Field(0.9, ge=0.0)
+    # With `speculative` and the in-process llama.cpp LLM: a shorter floor for words the
+    # LLM, as it answers them, judges to end a sentence (the probability that its next
+    # token after the words, without Whisper's final punctuation, is ".", "?" or "!" is
+    # at least `sentence_end_probability`); "Remind me to water" keeps `min_silence_secs`.
+    # At or above `min_silence_secs` (the default): one floor for all, nothing judged.
+    # Below it, a person who pauses after words that form a sentence ("I need that gift
+    # for you. | My grandfather's birthday.") is cut off: worth it where the reply is
+    # ready sooner than the floor (a GPU), not on a 2 vCPU CPU (README_PIPECAT.md).
+    sentence_end_secs: float = Field(0.9, ge=0.0)
+    sentence_end_probability: float = Field(0.08, gt=0.0, le=1.0)
     # The floor is counted from the last voiced audio (louder than -40 dBFS) when the
     # speech before the pause reached that level; otherwise from the VAD's silence, which
     # starts ~0.1 s later (Pipecat smooths the volume, Silero's confidence falls slowly).

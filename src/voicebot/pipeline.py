@@ -47,6 +47,7 @@ from voicebot.providers.tts.ahead import FirstPieceAhead, SynthesisesAhead
 from voicebot.providers.tts.stage import build_tts, output_sample_rate
 from voicebot.transports.caller_audio import join_caller_audio
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
+from voicebot.turns.sentence_end import SentenceEnds
 from voicebot.turns.speculative import SpeculativeUserTurnStopStrategy
 
 
@@ -118,7 +119,10 @@ def _smart_turn_only_when_needed(settings: Settings) -> bool:
 
 
 def _turn_stop_strategies(
-    settings: Settings, models: SharedModels, pauses: SilenceOnset | None
+    settings: Settings,
+    models: SharedModels,
+    pauses: SilenceOnset | None,
+    sentence_ends: SentenceEnds | None = None,
 ) -> list[BaseUserTurnStopStrategy]:
     # Whichever strategy decides first ends the turn: a transcript that reads complete
     # (at once when smart-turn agrees, else after a short wait); otherwise smart-turn's
@@ -140,6 +144,7 @@ def _turn_stop_strategies(
             CompleteTranscriptUserTurnStopStrategy(
                 intonation=analyzer,
                 alone_after_secs=settings.turn.complete_transcript_alone_after_secs,
+                sentence_ends=sentence_ends,
             )
         ]
         if settings.turn.end_on_complete_transcript
@@ -156,13 +161,30 @@ def _turn_stop_strategies(
                 goes_on_secs=settings.turn.max_silence_secs,
                 hearing_voice=(lambda: pauses.hearing_voice) if pauses else None,
                 silence_heard=_pause_heard(settings, pauses),
+                sentence_ends=sentence_ends,
+                sentence_end_secs=settings.turn.sentence_end_secs,
             )
         ]
     return [*meaning, pause]
 
 
+def judge_sentence_ends(settings: Settings, llm: object) -> SentenceEnds | None:
+    """Let the LLM judge whether a held reply's words end a sentence, where it can
+    (turns/sentence_end.py) and a shorter floor would use it."""
+    turn = settings.turn
+    if not (turn.speculative and turn.sentence_end_secs < turn.min_silence_secs):
+        return None
+    if not (isinstance(llm, LocalLLMService) and llm.judges_sentence_ends):
+        return None
+    llm.sentence_end = SentenceEnds(turn.sentence_end_probability)
+    return llm.sentence_end
+
+
 def user_turn_strategies(
-    settings: Settings, models: SharedModels, pauses: SilenceOnset | None = None
+    settings: Settings,
+    models: SharedModels,
+    pauses: SilenceOnset | None = None,
+    sentence_ends: SentenceEnds | None = None,
 ) -> UserTurnStrategies:
     """When the person's turn starts and ends.
 
@@ -172,7 +194,7 @@ def user_turn_strategies(
     then opens a turn of its own, which the stop strategies end at once, and it is
     answered (tests/test_late_transcripts.py).
     """
-    return UserTurnStrategies(stop=_turn_stop_strategies(settings, models, pauses))
+    return UserTurnStrategies(stop=_turn_stop_strategies(settings, models, pauses, sentence_ends))
 
 
 def _synthesise_ahead(settings: Settings, llm: object, tts: object) -> None:
@@ -210,6 +232,7 @@ def build_worker(
     )
     tts = build_tts(settings, models)
     _synthesise_ahead(settings, llm, tts)
+    sentence_ends = judge_sentence_ends(settings, llm)
     filler = (
         [
             LateReplyFiller(
@@ -231,7 +254,7 @@ def build_worker(
         user_params=LLMUserAggregatorParams(
             vad_analyzer=vad,
             empty_user_turn=empty_turns,
-            user_turn_strategies=user_turn_strategies(settings, models, pauses),
+            user_turn_strategies=user_turn_strategies(settings, models, pauses, sentence_ends),
         ),
     )
     RepeatRequests(empty_turns).attach(aggregators.user(), aggregators.assistant(), stt)

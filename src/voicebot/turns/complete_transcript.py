@@ -4,9 +4,10 @@ Smart-turn judges a pause by intonation alone; on voices it was not trained on i
 judges a finished question unfinished and the turn waits `turn.max_silence_secs` (2 s).
 The transcript is ready ~0.2-0.6 s after the speech stops. When it is a complete
 sentence or question (not ending on a word that needs a continuation, a comma or
-"...") and smart-turn judged the pause finished too, the turn ends at once; when
-only the transcript says so, it ends `turn.complete_transcript_alone_after_secs` after
-the speech stopped; otherwise smart-turn and the silence limit decide.
+"...") and smart-turn, or the LLM answering the words (turns/sentence_end.py), judged
+the pause finished too, the turn ends at once; when only the transcript says so, it ends
+`turn.complete_transcript_alone_after_secs` after the speech stopped; otherwise
+smart-turn and the silence limit decide.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
 
 from voicebot.turns.segments import NoWordsFrame, spoken_since
+from voicebot.turns.sentence_end import SentenceEnds
 
 # Words a finished utterance does not end on: articles, prepositions, conjunctions,
 # possessives, auxiliaries and fillers. "for." is Whisper punctuating a pause.
@@ -104,7 +106,9 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
     to call | my dentist tomorrow?"). When smart-turn also judged the pause finished,
     the turn ends as soon as both are known; when it judged it unfinished (or has not
     judged yet), the turn ends `alone_after_secs` after the speech stopped, unless the
-    person speaks again first. 0 trusts the transcript alone at once.
+    person speaks again first, or sooner when `sentence_ends` (the LLM's judgement of the
+    words, which comes while the reply is answered speculatively) says they end a
+    sentence. 0 trusts the transcript alone at once.
 
     A turn whose only speech Whisper could not make out (`NoWordsFrame.unclear`) ends
     when that is known: it gets a request to repeat, and nothing else would end it
@@ -117,11 +121,13 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
         min_words: int = 2,
         intonation: IntonationVerdicts | None = None,
         alone_after_secs: float = 0.0,
+        sentence_ends: SentenceEnds | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._min_words = min_words
         self._intonation = intonation
+        self._sentence_ends = sentence_ends
         self._alone_after_s = alone_after_secs if intonation is not None else 0.0
         self._text: list[str] = []
         self._speaking = False
@@ -131,9 +137,11 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
         self._verdict: EndOfTurnState | None = None
         self._speech_stopped_at = 0.0
         self._wait: asyncio.Task[None] | None = None
-        # Turns ended with smart-turn agreeing / on the transcript alone after the wait.
+        # Turns ended with smart-turn agreeing / on the transcript alone after the wait /
+        # with the LLM judging that the words end a sentence.
         self.decided = 0
         self.decided_alone = 0
+        self.decided_judged = 0
         # Turns of speech Whisper could not make out, ended when that was known.
         self.decided_unclear = 0
         if intonation is not None:
@@ -213,10 +221,18 @@ class CompleteTranscriptUserTurnStopStrategy(BaseUserTurnStopStrategy):
             )
 
     async def _end_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        # The LLM's judgement of the words (turns/sentence_end.py) usually comes first.
+        if self._sentence_ends is not None:
+            judged = await self._sentence_ends.until_ends(lambda: " ".join(self._text), delay)
+        else:
+            judged = False
+            await asyncio.sleep(delay)
         self._wait = None
         if self._reads_complete():
-            self.decided_alone += 1
+            if judged:
+                self.decided_judged += 1
+            else:
+                self.decided_alone += 1
             await self.trigger_user_turn_stopped()
 
     async def _cancel_wait(self) -> None:

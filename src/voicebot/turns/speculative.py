@@ -31,6 +31,7 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import (
 
 from voicebot.turns.complete_transcript import plainly_goes_on
 from voicebot.turns.segments import NoWordsFrame, spoken_since
+from voicebot.turns.sentence_end import SentenceEnds
 
 # How often a held decision looks again at a voice the VAD has not confirmed yet, and at
 # the silence the VAD has heard when it runs behind the clock.
@@ -72,6 +73,11 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     reports but the VAD has not confirmed as speech yet holds the decision until it either
     becomes speech (the turn goes on) or fades (the turn ends). Either wait ends at the
     latest `vad_lag_limit_secs` after the clock has passed the floor.
+
+    `sentence_ends`, when given, tells whether the LLM answering the words judged them to
+    end a sentence (turns/sentence_end.py); such a turn is held to the shorter
+    `sentence_end_secs` instead. The judgement comes with the speculative reply's first
+    read of the prompt; a held decision looks again at least every `RECHECK_S`.
     """
 
     def __init__(
@@ -83,11 +89,15 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         hearing_voice: Callable[[], bool] | None = None,
         silence_heard: Callable[[], float] | None = None,
         vad_lag_limit_secs: float = VAD_LAG_LIMIT_S,
+        sentence_ends: SentenceEnds | None = None,
+        sentence_end_secs: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._detectors = list(detectors)
         self._min_silence_s = min_silence_secs
+        self._sentence_ends = sentence_ends
+        self._sentence_end_s = min(sentence_end_secs, min_silence_secs)
         self._goes_on_s = max(goes_on_secs, min_silence_secs)
         self._hearing_voice = hearing_voice or (lambda: False)
         self._speech_stopped_at = 0.0
@@ -220,7 +230,15 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     def _silence_needed_s(self) -> float:
         if self._speaking:
             return 0.0
-        return self._goes_on_s if plainly_goes_on(" ".join(self._text)) else self._min_silence_s
+        text = " ".join(self._text)
+        if plainly_goes_on(text):
+            return self._goes_on_s
+        if self._ends_sentence(text):
+            return self._sentence_end_s
+        return self._min_silence_s
+
+    def _ends_sentence(self, text: str) -> bool:
+        return self._sentence_ends is not None and self._sentence_ends.ends(text)
 
     def _clock_left_s(self) -> float:
         """Time until the clock ends the wait, however far behind the VAD has fallen."""

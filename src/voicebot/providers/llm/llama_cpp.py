@@ -28,9 +28,11 @@ from voicebot.providers.llm.local import (
 )
 from voicebot.providers.spec import ProviderSpec
 from voicebot.threads import FIRST_AUDIO
+from voicebot.turns.sentence_end import unpunctuated
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     from voicebot.config import Settings
 
@@ -163,8 +165,69 @@ class LlamaCppModel:
     # Sessions' generations, first come first served (see ModelQueue).
     queue: ModelQueue = field(init=False)
 
+    # The chat template and the tokens that end a sentence, read once (sentence ends).
+    _formatter: Jinja2ChatFormatter | None = field(init=False, default=None)
+    _sentence_end_ids: list[int] = field(init=False, default_factory=list)
+
     def __post_init__(self) -> None:
         self.queue = ModelQueue(self.name, self.compute_nice)
+
+    def sentence_end_probability(self, messages: list[dict[str, Any]]) -> float | None:
+        """How likely the model's next token after the last message's words, without
+        their final punctuation, ends a sentence; None without a chat template.
+
+        The prompt is the chat up to those words, so the reply to `messages` that
+        follows reuses it from llama.cpp's KV cache and reads only what comes after.
+        Call it holding `lock`.
+        """
+        import numpy as np
+        from llama_cpp import Llama, llama_get_logits_ith
+
+        prompt = self._prompt_to_last_words(messages)
+        if prompt is None:
+            return None
+        llama = self.llama
+        tokens = llama.tokenize(prompt.encode(), add_bos=True, special=True)
+        # What the cache holds already is kept; at least one token is read for logits.
+        kept = Llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        llama.n_tokens = min(kept, len(tokens) - 1)
+        llama.eval(tokens[llama.n_tokens :])
+        logits = np.ctypeslib.as_array(llama_get_logits_ith(llama.ctx, -1), (llama.n_vocab(),))
+        odds = np.exp(logits - logits.max())
+        return float(odds[self._sentence_end_tokens()].sum() / odds.sum())
+
+    def _prompt_to_last_words(self, messages: list[dict[str, Any]]) -> str | None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llama = self.llama
+        if self._formatter is None:
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                return None
+            special = [
+                llama.detokenize([t], special=True).decode(errors="replace") if t != -1 else ""
+                for t in (llama.token_eos(), llama.token_bos())
+            ]
+            self._formatter = Jinja2ChatFormatter(
+                template=template, eos_token=special[0], bos_token=special[1]
+            )
+        words = messages[-1]["content"]
+        prompt = self._formatter(messages=messages).prompt  # type: ignore[arg-type]
+        at = prompt.rfind(words)
+        if at < 0 or not unpunctuated(words):
+            return None
+        return prompt[:at] + unpunctuated(words)
+
+    def _sentence_end_tokens(self) -> list[int]:
+        if not self._sentence_end_ids:
+            ends = set()
+            for text in (".", "?", "!", "...", "…", '."', '?"', '!"'):
+                for spaced in (text, " " + text):
+                    ids = self.llama.tokenize(spaced.encode(), add_bos=False, special=False)
+                    if len(ids) == 1:
+                        ends.add(ids[0])
+            self._sentence_end_ids = sorted(ends)
+        return self._sentence_end_ids
 
 
 class LlamaCppLLMService(LocalLLMService):
@@ -176,9 +239,15 @@ class LlamaCppLLMService(LocalLLMService):
     the next token, releasing the model's lock.
     """
 
+    judges_sentence_ends = True
+
     def __init__(self, *, model: LlamaCppModel, **kwargs: Any) -> None:
         super().__init__(model_name=model.name, queue=model.queue, **kwargs)
         self._model = model
+
+    def _sentence_end_probability(self, messages: list[dict[str, Any]]) -> float | None:
+        with self._model.lock:
+            return self._model.sentence_end_probability(messages)
 
     def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
         max_tokens = self._settings.max_tokens

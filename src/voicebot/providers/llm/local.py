@@ -37,6 +37,7 @@ from voicebot.threads import yield_to_audio
 if TYPE_CHECKING:
     from voicebot.config import Settings
     from voicebot.providers.tts.ahead import FirstPieceAhead
+    from voicebot.turns.sentence_end import SentenceEnds
 
 _END = object()
 
@@ -134,11 +135,15 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
     thread and hands each piece to `emit`; an interruption cancels the streaming
     coroutine, which sets `stop` so the thread ends at its next piece and frees the model.
     A reply the speculation gate holds is also handed to `ahead`, when set, so the TTS
-    can start on its first piece (providers/tts/ahead.py).
+    can start on its first piece (providers/tts/ahead.py). When `sentence_end` is set
+    and the model can judge it (`judges_sentence_ends`), a held reply first tells it how
+    likely the person's words end a sentence (turns/sentence_end.py).
     """
 
     adapter_class = OpenAILLMAdapter
     ahead: FirstPieceAhead | None = None
+    sentence_end: SentenceEnds | None = None
+    judges_sentence_ends: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -185,6 +190,12 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         """Produce the reply to `messages` piece by piece (called in a worker thread)."""
         raise NotImplementedError
 
+    def _sentence_end_probability(self, messages: list[dict[str, Any]]) -> float | None:
+        """How likely the last (user) message's words end a sentence, judged without
+        their final punctuation; None when the model cannot tell (called in the worker
+        thread, before `_generate`)."""
+        raise NotImplementedError
+
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, LLMContextFrame):
@@ -220,6 +231,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
     async def _process_context(self, context: LLMContext) -> None:
         """Stream the reply to `context`; raises what the model raised."""
         messages = await self._messages(context)
+        judge = self._judges_sentence_end(messages)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
@@ -229,6 +241,17 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
 
         def run() -> None:
             try:
+                if judge is not None and not stop.is_set():
+                    start = time.perf_counter()
+                    probability = self._sentence_end_probability(messages)
+                    if probability is not None:
+                        loop.call_soon_threadsafe(
+                            judge.publish, messages[-1]["content"], probability
+                        )
+                        logger.bind(
+                            probability=round(probability, 3),
+                            ms=round(1000 * (time.perf_counter() - start), 1),
+                        ).debug("judged whether the words end a sentence")
                 if not stop.is_set():  # interrupted while waiting for its turn
                     self._generate(messages, emit, stop)
             except Exception as e:
@@ -260,6 +283,15 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         wait = QueueWaitMetricsData(processor=self.name, model=self._queue.name, value=waited)
         await self.push_frame(MetricsFrame(data=[wait]))
         await self._report_usage(first, pieces)
+
+    def _judges_sentence_end(self, messages: list[dict[str, Any]]) -> SentenceEnds | None:
+        """Where to tell how likely the words end a sentence: only for a reply the gate
+        holds (the turn is still being weighed) to words of the person's."""
+        if self.sentence_end is None or not self.judges_sentence_ends:
+            return None
+        if not messages or messages[-1]["role"] != "user" or not llm_is_speculating(self):
+            return None
+        return self.sentence_end
 
     async def _report_usage(self, first: float | None, pieces: int) -> None:
         elapsed = time.perf_counter() - first if first is not None else 0.0

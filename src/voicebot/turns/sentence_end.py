@@ -1,0 +1,85 @@
+"""Whether the words of a pause end a sentence, as the LLM answering them reads them.
+
+Whisper punctuates the end of every segment, so "Can you remind me to call." reads as
+complete to a word list while the person is only pausing. The language model that
+answers the words judges them better: given the words without Whisper's final
+punctuation, the probability that its next token ends the sentence (".", "?", "!") was
+0.08 or more after 27 of 30 finished requests and questions, and at most 0.022 after all
+45 word sequences that go on ("Remind me to water", "How many people live"), with the
+bundled SmolLM2 (`voicebot bench sentence-ends`: sentences written for this check, kept
+apart from the benchmark's voice set).
+
+The probability is read while the LLM answers a pause's transcript speculatively
+(turns/speculative.py): the prompt up to the last word is read first, its next-token
+probabilities give the figure, and the reply goes on from there, so the check costs one
+short extra read of the prompt. `SentenceEnds` carries the figure from the LLM's worker
+thread to the session's turn strategies: a transcript that reads complete and is judged
+to end a sentence ends the turn without waiting for smart-turn, at the shorter
+`turn.sentence_end_secs` floor instead of `turn.min_silence_secs`. Off by default (the
+floors are equal): see README_PIPECAT.md, "Words the LLM judges finished".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+# What Whisper may put after the last word: stripped before the words are judged.
+TRAILING = " \t\n.?!,;:…'\")]"
+
+
+def unpunctuated(text: str) -> str:
+    """`text` without the punctuation and quotes after its last word."""
+    return text.rstrip(TRAILING)
+
+
+def _key(text: str) -> str:
+    return " ".join(unpunctuated(text).lower().split())
+
+
+class SentenceEnds:
+    """One session's latest judgement: the words and how likely they end a sentence.
+
+    Used on the session's event loop: the LLM's worker thread hands its judgement over
+    with `loop.call_soon_threadsafe(publish, ...)`, and waiters wake at once.
+    """
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._key = ""
+        self._probability: float | None = None
+        # Set (and replaced) at every judgement: wakes whoever waits for one.
+        self._judged = asyncio.Event()
+        # Judgements made, and how many said the words end a sentence.
+        self.judged = 0
+        self.ended = 0
+
+    def publish(self, text: str, probability: float) -> None:
+        self._key, self._probability = _key(text), probability
+        self.judged += 1
+        self.ended += probability >= self.threshold
+        judged, self._judged = self._judged, asyncio.Event()
+        judged.set()
+
+    def probability(self, text: str) -> float | None:
+        """The probability for exactly these words, or None when they were not judged."""
+        return self._probability if self._key == _key(text) else None
+
+    def ends(self, text: str) -> bool:
+        """Whether the LLM judged `text` to end a sentence (False when not judged yet)."""
+        probability = self.probability(text)
+        return probability is not None and probability >= self.threshold
+
+    async def until_ends(self, words: Callable[[], str], timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the LLM to judge that `words()` (read again at each
+        judgement: more may have been said) end a sentence; whether it did."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ends(words()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._judged.wait(), left)
+        return True
