@@ -51,7 +51,7 @@ class SentenceEnds:
         self._key = ""
         self._probability: float | None = None
         # Set (and replaced) at every judgement: wakes whoever waits for one.
-        self._judged = asyncio.Event()
+        self._next_judgement = asyncio.Event()
         # Judgements made, and how many said the words end a sentence.
         self.judged = 0
         self.ended = 0
@@ -60,8 +60,8 @@ class SentenceEnds:
         self._key, self._probability = _key(text), probability
         self.judged += 1
         self.ended += probability >= self.threshold
-        judged, self._judged = self._judged, asyncio.Event()
-        judged.set()
+        made, self._next_judgement = self._next_judgement, asyncio.Event()
+        made.set()
 
     def probability(self, text: str) -> float | None:
         """The probability for exactly these words, or None when they were not judged."""
@@ -81,5 +81,5 @@ class SentenceEnds:
             if left <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._judged.wait(), left)
+                await asyncio.wait_for(self._next_judgement.wait(), left)
         return True

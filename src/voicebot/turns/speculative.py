@@ -233,12 +233,9 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         text = " ".join(self._text)
         if plainly_goes_on(text):
             return self._goes_on_s
-        if self._ends_sentence(text):
+        if self._sentence_ends is not None and self._sentence_ends.ends(text):
             return self._sentence_end_s
         return self._min_silence_s
-
-    def _ends_sentence(self, text: str) -> bool:
-        return self._sentence_ends is not None and self._sentence_ends.ends(text)
 
     def _clock_left_s(self) -> float:
         """Time until the clock ends the wait, however far behind the VAD has fallen."""

@@ -213,10 +213,10 @@ class LlamaCppModel:
             )
         words = messages[-1]["content"]
         prompt = self._formatter(messages=messages).prompt  # type: ignore[arg-type]
-        at = prompt.rfind(words)
-        if at < 0 or not unpunctuated(words):
+        at, judged = prompt.rfind(words), unpunctuated(words)
+        if at < 0 or not judged:
             return None
-        return prompt[:at] + unpunctuated(words)
+        return prompt[:at] + judged
 
     def _sentence_end_tokens(self) -> list[int]:
         if not self._sentence_end_ids:

@@ -286,8 +286,9 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
 
     def _judges_sentence_end(self, messages: list[dict[str, Any]]) -> SentenceEnds | None:
         """Where to tell how likely the words end a sentence: only for a reply the gate
-        holds (the turn is still being weighed) to words of the person's."""
-        if self.sentence_end is None or not self.judges_sentence_ends:
+        holds (the turn is still being weighed) to words of the person's. Only an LLM
+        that `judges_sentence_ends` is given `sentence_end` (pipeline.judge_sentence_ends)."""
+        if self.sentence_end is None:
             return None
         if not messages or messages[-1]["role"] != "user" or not llm_is_speculating(self):
             return None
