@@ -34,7 +34,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from tests.helpers import tweak_whisper, words
 from tests.test_late_transcripts import CHUNK_S, RATE, _audio
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
-from voicebot.audio.silence_onset import SilenceOnset
+from voicebot.audio.silence_onset import VAD_EDGES_S, SilenceOnset
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.config import Settings
 from voicebot.models import SharedModels
@@ -116,13 +116,33 @@ def _pauses_heard(chunks: Sequence[tuple[VADState, bool | None]]) -> list[int]:
 
 def test_a_pause_after_loud_speech_is_counted_from_its_last_voiced_chunk() -> None:
     """The VAD still reports speech for a while after the last voiced sample; the pause is
-    counted from that sample, and the VAD's own count takes over only if it is longer."""
+    counted from that sample, not from the VAD's stop."""
     speaking, stopping = VADState.SPEAKING, VADState.STOPPING
     ending = [(speaking, True), (speaking, False), (speaking, False), (stopping, False)]
     assert _pauses_heard([*ending, (VADState.QUIET, False)]) == [0, 1, 2, 3, 4]
-    # A click in the pause starts the quiet count again; the VAD's count goes on.
-    clicked = [(speaking, True), (speaking, False), (stopping, True), (stopping, False)]
-    assert _pauses_heard(clicked) == [0, 1, 1, 2]
+
+
+def test_a_soft_word_ending_the_vad_calls_silent_is_still_part_of_the_words() -> None:
+    """Silero's confidence can fall while a soft word still sounds: the pause is counted
+    from the word's last voiced chunk, not from where the VAD's silence began (counted
+    from there, a short pause in mid-sentence ran past the floor)."""
+    speaking, stopping = VADState.SPEAKING, VADState.STOPPING
+    tail = [(stopping, True)] * (round(VAD_EDGES_S / CHUNK_S) - 2)
+    heard = _pauses_heard([(speaking, True), *tail, *[(stopping, False)] * 3])
+    assert heard == [0] * (1 + len(tail)) + [1, 2, 3]
+
+
+def test_noise_that_keeps_reaching_the_level_still_ends_the_pause() -> None:
+    """A click starts the quiet count again, but the VAD's count, less its edges, goes
+    on: a line whose noise keeps every chunk voiced does not hold the pause open."""
+    speaking, stopping = VADState.SPEAKING, VADState.STOPPING
+    edges = round(VAD_EDGES_S / CHUNK_S)
+    clicked = _pauses_heard([(speaking, True), *[(stopping, False)] * 3, (stopping, True)])
+    assert clicked == [0, 1, 2, 3, 0]
+    noisy = _pauses_heard([(speaking, True), *[(stopping, True)] * 40])
+    assert noisy[: edges - 1] == [0] * (edges - 1)
+    assert abs(noisy[-1] - (40 - edges)) <= 1  # to a chunk: 20 ms steps added up
+    assert noisy == sorted(noisy) and noisy[-1] > noisy[-2]
 
 
 def test_speech_too_quiet_for_the_level_leaves_the_pause_to_the_vad() -> None:

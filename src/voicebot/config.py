@@ -354,9 +354,10 @@ class TurnSettings(_Section):
     # token after the words, without Whisper's final punctuation, is ".", "?" or "!" is
     # at least `sentence_end_probability`); "Remind me to water" keeps `min_silence_secs`.
     # At or above `min_silence_secs` (the default): one floor for all, nothing judged.
-    # Below it, a person who pauses after words that form a sentence ("I need that gift
-    # for you. | My grandfather's birthday.") is cut off: worth it where the reply is
-    # ready sooner than the floor (a GPU), not on a 2 vCPU CPU (README_PIPECAT.md).
+    # Below it, a person who pauses longer than it after words that form a sentence ("I
+    # need a gift for it. | My grandfather's birthday.", 0.92 s) is cut off: worth it
+    # where the reply is ready sooner than the floor (a GPU); on the tune half at 0.8 s,
+    # 1 of 16 cut off (README_PIPECAT.md).
     sentence_end_secs: float = Field(0.9, ge=0.0)
     sentence_end_probability: float = Field(0.08, gt=0.0, le=1.0)
     # The floor is counted from the last voiced audio (louder than -40 dBFS) when the

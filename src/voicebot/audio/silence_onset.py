@@ -10,9 +10,17 @@ pause with no speech in between (`FasterWhisperSTTService`).
 
 It also counts how long the pause has lasted, in audio, for the turn's floor
 (`turn.min_silence_secs`): the audio the VAD has judged silent (`silence_s`), and the
-audio below the voiced level since the last loud chunk (`quiet_s`). The VAD's count
-starts late: Pipecat smooths the volume and Silero's confidence falls over a few
-windows, so the VAD still reports speech for ~0.1 s after the last voiced sample.
+audio below the voiced level since the last loud chunk (`quiet_s`). Where the speech was
+loud enough to tell, the quiet is the pause. The VAD's count is off at both edges:
+- usually it starts late (Pipecat smooths the volume and Silero's confidence falls over
+  a few windows, so the VAD still reports speech for ~0.1 s after the last voiced sample);
+- on a soft word ending before a pause in mid-sentence, Silero's confidence falls while
+  the word still sounds, and its silence starts before the last voiced chunk;
+- when speech comes back, Silero notices it a few windows late.
+On the tune half of `voicebot bench loop`'s voice set the VAD's count of a pause in
+mid-sentence was 0.10-0.16 s longer than its quiet (0.68-0.70 s), and a 0.8 s floor
+counted on it cut two of them off. The VAD's count less `VAD_EDGES_S` still ends a
+pause whose noise keeps reaching the voiced level.
 """
 
 from __future__ import annotations
@@ -24,6 +32,10 @@ from pipecat.audio.vad.vad_analyzer import VADState
 
 # listener(True): a silence has lasted `after_secs`; listener(False): speech came back.
 Listener = Callable[[bool], None]
+
+# How much of the VAD's silence may be sound at its edges: the end of a soft word before
+# it, speech coming back that Silero has not noticed yet after it.
+VAD_EDGES_S = 0.2
 
 
 class SilenceOnset:
@@ -53,9 +65,13 @@ class SilenceOnset:
 
     @property
     def pause_s(self) -> float:
-        """How long the pause has lasted in audio: the VAD's count, or the quiet since
-        the last voiced chunk where that speech was loud enough to tell (the sooner)."""
-        return max(self.silence_s, self.quiet_s if self._loud_speech else 0.0)
+        """How long the pause has lasted in audio: the quiet since the last voiced chunk
+        where the speech was loud enough to tell, and the VAD's count less its edges
+        (the longer: noise that keeps the quiet count short does not hold the pause open
+        for ever); the VAD's count alone for speech too soft to tell."""
+        if not self._loud_speech:
+            return self.silence_s
+        return max(self.quiet_s, self.silence_s - VAD_EDGES_S)
 
     def observe(self, state: VADState, seconds: float, voiced: bool | None = None) -> None:
         """The state the analyzer returned for a chunk of `seconds` of audio, and whether
