@@ -34,6 +34,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from tests.helpers import tweak_whisper, words
 from tests.test_late_transcripts import CHUNK_S, RATE, _audio
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
+from voicebot.audio.pcm import quiet_after_voice
 from voicebot.audio.silence_onset import VAD_EDGES_S, SilenceOnset
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.config import Settings
@@ -141,8 +142,30 @@ def test_noise_that_keeps_reaching_the_level_still_ends_the_pause() -> None:
     assert clicked == [0, 1, 2, 3, 0]
     noisy = _pauses_heard([(speaking, True), *[(stopping, True)] * 40])
     assert noisy[: edges - 1] == [0] * (edges - 1)
-    assert abs(noisy[-1] - (40 - edges)) <= 1  # to a chunk: 20 ms steps added up
-    assert noisy == sorted(noisy) and noisy[-1] > noisy[-2]
+    assert noisy[-1] == 40 - edges and noisy == sorted(noisy)
+
+
+async def test_a_pause_counts_from_the_last_voiced_sample_of_a_joined_piece() -> None:
+    """Caller audio arrives in 40 ms pieces: the quiet after the last voiced sample of
+    a piece counts, and 0.9 s of steps reaches a 0.9 s floor on the step that makes it."""
+    piece = np.zeros(640, np.int16)
+    piece[:320] = 3000  # voiced for its first 20 ms
+    assert quiet_after_voice(piece.tobytes()) == 320
+    assert quiet_after_voice(np.zeros(640, np.int16).tobytes()) is None
+    assert quiet_after_voice(np.full(640, -3000, np.int16).tobytes()) == 0
+
+    vad = _energy_vad()
+    vad.set_sample_rate(RATE)
+    onset = vad.silence_onset = SilenceOnset(0.0, 0.2)
+    for pcm in [np.full(640, 8000, np.int16)] * 10 + [piece]:
+        await vad.analyze_audio(pcm.tobytes())
+    assert onset.pause_s == pytest.approx(0.02)
+    for _ in range(22):  # 0.02 + 22 x 0.04 = 0.9
+        await vad.analyze_audio(bytes(1280))
+    assert onset.pause_s >= 0.9
+    # Ten 20 ms steps add up to 0.19999... in floats; the count is exact to the µs.
+    stopping = [(VADState.STOPPING, False)] * 10
+    assert _after_each_chunk([(VADState.SPEAKING, True), *stopping], lambda o: o.pause_s)[-1] >= 0.2
 
 
 def test_speech_too_quiet_for_the_level_leaves_the_pause_to_the_vad() -> None:

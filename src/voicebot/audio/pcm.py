@@ -33,3 +33,16 @@ def is_voiced(pcm16: bytes) -> bool:
     return bool(samples.size) and (
         int(samples.max()) > _VOICED_LEVEL or int(samples.min()) < -_VOICED_LEVEL
     )
+
+
+def quiet_after_voice(pcm16: bytes) -> int | None:
+    """How many samples of `pcm16` follow its last voiced one; None: none is voiced.
+
+    Caller audio enters the pipeline in 40 ms pieces (`server.audio_in_chunk_ms`), so a
+    pause counted from the end of the piece that holds the last voiced sample would
+    start up to a piece late."""
+    if not is_voiced(pcm16):
+        return None
+    samples = np.frombuffer(pcm16, dtype=np.int16)
+    loud = np.flatnonzero((samples > _VOICED_LEVEL) | (samples < -_VOICED_LEVEL))
+    return int(samples.size - 1 - loud[-1])

@@ -73,22 +73,29 @@ class SilenceOnset:
             return self.silence_s
         return max(self.quiet_s, self.silence_s - VAD_EDGES_S)
 
-    def observe(self, state: VADState, seconds: float, voiced: bool | None = None) -> None:
-        """The state the analyzer returned for a chunk of `seconds` of audio, and whether
-        the chunk was voiced (None: not known, the VAD's count alone tells the pause)."""
+    def observe(
+        self,
+        state: VADState,
+        seconds: float,
+        voiced: bool | None = None,
+        quiet_after_s: float = 0.0,
+    ) -> None:
+        """The state the analyzer returned for a chunk of `seconds` of audio, whether the
+        chunk was voiced (None: not known, the VAD's count alone tells the pause), and for
+        a voiced one, the quiet after its last voiced sample."""
         self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING)
         if state == VADState.SPEAKING and self.silence_s > 0:
             self._loud_speech = False  # speech again: it must be loud again to be told
         if voiced:
-            self.quiet_s = 0.0
+            self.quiet_s = quiet_after_s
             self._loud_speech = self._loud_speech or state == VADState.SPEAKING
         else:
-            self.quiet_s += seconds
+            self.quiet_s = _added(self.quiet_s, seconds)
             self._loud_speech = self._loud_speech and voiced is not None
         if state == VADState.SPEAKING:
             self.silence_s = 0.0
         elif state != VADState.STARTING:  # an unconfirmed voice neither counts nor resets
-            self.silence_s += seconds
+            self.silence_s = _added(self.silence_s, seconds)
         if state == VADState.STOPPING:
             self._silent_s += seconds
             if not self._told and self._silent_s >= self.after_secs > 0:
@@ -103,6 +110,12 @@ class SilenceOnset:
     def _tell(self, silent: bool) -> None:
         for listener in self._listeners:
             listener(silent)
+
+
+def _added(total_s: float, seconds: float) -> float:
+    """`total_s + seconds` to the microsecond: added up in 20 or 40 ms steps, 0.9 s came
+    to 0.8999..., and a floor of 0.9 s waited one more step."""
+    return round(total_s + seconds, 6)
 
 
 @runtime_checkable

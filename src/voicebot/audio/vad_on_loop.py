@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
 
-from voicebot.audio.pcm import is_voiced
+from voicebot.audio.pcm import quiet_after_voice
 from voicebot.audio.silence_onset import SilenceOnset
 from voicebot.pipecat_compat import analyze_on_this_thread
 
@@ -26,7 +26,11 @@ class OnLoopVADAnalyzer(VADAnalyzer):
     async def analyze_audio(self, buffer: bytes) -> VADState:
         state = analyze_on_this_thread(self, buffer)
         if self.silence_onset is not None:
+            quiet = quiet_after_voice(buffer)
             self.silence_onset.observe(
-                state, len(buffer) / 2 / self.sample_rate, voiced=is_voiced(buffer)
+                state,
+                len(buffer) / 2 / self.sample_rate,
+                voiced=quiet is not None,
+                quiet_after_s=(quiet or 0) / self.sample_rate,
             )
         return state
