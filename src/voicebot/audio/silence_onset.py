@@ -113,8 +113,8 @@ class SilenceOnset:
 
 
 def _added(total_s: float, seconds: float) -> float:
-    """`total_s + seconds` to the microsecond: added up in 20 or 40 ms steps, 0.9 s came
-    to 0.8999..., and a floor of 0.9 s waited one more step."""
+    """`total_s + seconds` to the microsecond: in floats, ten 20 ms steps add up to
+    0.1999... s, and a mark of 0.2 s would wait one step more."""
     return round(total_s + seconds, 6)
 
 
