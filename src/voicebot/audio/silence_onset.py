@@ -10,7 +10,7 @@ pause with no speech in between (`FasterWhisperSTTService`).
 
 It also counts how long the pause has lasted, in audio, for the turn's floor
 (`turn.min_silence_secs`): the audio the VAD has judged silent (`silence_s`), and the
-audio below the voiced level since the last loud chunk (`quiet_s`). Where the speech was
+audio below the voiced level since the last voiced sample (`quiet_s`). Where the speech was
 loud enough to tell, the quiet is the pause. The VAD's count is off at both edges:
 - usually it starts late (Pipecat smooths the volume and Silero's confidence falls over
   a few windows, so the VAD still reports speech for ~0.1 s after the last voiced sample);
@@ -65,7 +65,7 @@ class SilenceOnset:
 
     @property
     def pause_s(self) -> float:
-        """How long the pause has lasted in audio: the quiet since the last voiced chunk
+        """How long the pause has lasted in audio: the quiet since the last voiced sample
         where the speech was loud enough to tell, and the VAD's count less its edges
         (the longer: noise that keeps the quiet count short does not hold the pause open
         for ever); the VAD's count alone for speech too soft to tell."""
