@@ -10,17 +10,18 @@ pause with no speech in between (`FasterWhisperSTTService`).
 
 It also counts how long the pause has lasted, in audio, for the turn's floor
 (`turn.min_silence_secs`): the audio the VAD has judged silent (`silence_s`), and the
-audio below the voiced level since the last voiced sample (`quiet_s`). Where the speech was
-loud enough to tell, the quiet is the pause. The VAD's count is off at both edges:
+audio below the voiced level since the last voiced sample (`quiet_s`). Where the speech
+was loud enough to tell, the quiet is the pause (`pause_s`). The VAD's count is off at
+both edges of a pause:
 - usually it starts late (Pipecat smooths the volume and Silero's confidence falls over
   a few windows, so the VAD still reports speech for ~0.1 s after the last voiced sample);
 - on a soft word ending before a pause in mid-sentence, Silero's confidence falls while
-  the word still sounds, and its silence starts before the last voiced chunk;
+  the word still sounds, and its silence starts before the last voiced sample;
 - when speech comes back, Silero notices it a few windows late.
 On the tune half of `voicebot bench loop`'s voice set the VAD's count of a pause in
 mid-sentence was 0.10-0.16 s longer than its quiet (0.68-0.70 s), and a 0.8 s floor
-counted on it cut two of them off. The VAD's count less `VAD_EDGES_S` still ends a
-pause whose noise keeps reaching the voiced level.
+counted on it cut two of them off. The VAD's count still decides on a line whose noise
+keeps reaching the voiced level.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from pipecat.audio.vad.vad_analyzer import VADState
 # listener(True): a silence has lasted `after_secs`; listener(False): speech came back.
 Listener = Callable[[bool], None]
 
-# How much of the VAD's silence may be sound at its edges: the end of a soft word before
-# it, speech coming back that Silero has not noticed yet after it.
-VAD_EDGES_S = 0.2
+# A voiced sound after this much quiet is speech coming back (Silero notices it within
+# ~0.15 s) or a noise: the pause holds its count this long to tell. And where the VAD's
+# count of a pause runs more than this ahead of the quiet (its edges came to 0.10-0.16 s),
+# noise keeps reaching the level on this line: the VAD's count decides.
+TELL_S = 0.2
 
 
 class SilenceOnset:
@@ -59,6 +62,8 @@ class SilenceOnset:
         # a pause, leaves the count to the VAD alone.
         self.quiet_s = 0.0
         self._loud_speech = False
+        # A sound after `TELL_S` of quiet: the pause when it came, and the audio since.
+        self._sound: tuple[float, float] | None = None
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -66,12 +71,22 @@ class SilenceOnset:
     @property
     def pause_s(self) -> float:
         """How long the pause has lasted in audio: the quiet since the last voiced sample
-        where the speech was loud enough to tell, and the VAD's count less its edges
-        (the longer: noise that keeps the quiet count short does not hold the pause open
-        for ever); the VAD's count alone for speech too soft to tell."""
+        where the speech was loud enough to tell; the VAD's count for speech too soft to
+        tell, or where noise keeps the quiet count more than `TELL_S` behind it.
+
+        A sound after `TELL_S` of quiet holds the count where it was for `TELL_S`: speech
+        coming back is confirmed by then (and the pause is over); a click, a breath or a
+        bump is not, and the pause goes on from where it was, the sound included."""
         if not self._loud_speech:
             return self.silence_s
-        return max(self.quiet_s, self.silence_s - VAD_EDGES_S)
+        if self._sound is None:
+            own = self.quiet_s
+        else:
+            at_sound, since = self._sound
+            if since < TELL_S:
+                return at_sound
+            own = _added(at_sound, since)
+        return self.silence_s if self.silence_s - own > TELL_S else own
 
     def observe(
         self,
@@ -86,6 +101,14 @@ class SilenceOnset:
         self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING)
         if state == VADState.SPEAKING and self.silence_s > 0:
             self._loud_speech = False  # speech again: it must be loud again to be told
+        if state == VADState.SPEAKING:
+            self._sound = None
+        elif voiced and self._loud_speech and self.quiet_s >= TELL_S:
+            self._sound = (self.pause_s, 0.0)
+        if self._sound is not None and state != VADState.STARTING:
+            # A voice the VAD has not confirmed yet holds the count until it is speech
+            # (the pause is over) or fades (the pause goes on).
+            self._sound = (self._sound[0], _added(self._sound[1], seconds))
         if voiced:
             self.quiet_s = quiet_after_s
             self._loud_speech = self._loud_speech or state == VADState.SPEAKING
