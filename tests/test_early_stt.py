@@ -449,6 +449,7 @@ async def _replay_pauses(
     """(end sample, pause_s, the VAD's silence_s) after each 40 ms piece of `pcm` (the
     pieces caller audio enters the pipeline in), through the session's real Silero VAD."""
     vad = _vad_analyzer(settings, models)
+    assert isinstance(vad, SharedSileroVADAnalyzer)
     vad.set_sample_rate(RATE)
     onset = vad.silence_onset = SilenceOnset(0.0, settings.vad.stop_secs)
     seen, piece = [], 2 * int(RATE * CHUNK_S)
