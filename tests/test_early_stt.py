@@ -36,7 +36,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from tests.helpers import tweak_whisper, words
 from tests.test_late_transcripts import CHUNK_S, RATE, _audio
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
-from voicebot.audio.pcm import VOICED_THRESHOLD_DBFS, quiet_after_voice
+from voicebot.audio.pcm import quiet_after_voice, voiced_samples
 from voicebot.audio.silence_onset import TELL_S, SilenceOnset
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.config import Settings
@@ -471,8 +471,7 @@ async def test_real_silero_a_pause_is_its_quiet_and_a_noisy_line_the_vads_count(
     reaches a 0.9 s floor, no later than the VAD's own count does."""
     voice_set.speak("I'd like to book a table for | four people.", "en-us", 165, tmp_path / "p.wav")
     speech = load_pcm16k(tmp_path / "p.wav")
-    level = 32767 * 10 ** (VOICED_THRESHOLD_DBFS / 20)
-    voiced = np.flatnonzero(np.abs(speech.astype(np.int32)) > level)
+    voiced = voiced_samples(speech)
     gap = int(np.argmax(np.diff(voiced)))
     quiet_s = (voiced[gap + 1] - voiced[gap] - 1) / RATE
     assert 0.6 < quiet_s < 0.8

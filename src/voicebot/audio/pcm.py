@@ -35,14 +35,18 @@ def is_voiced(pcm16: bytes) -> bool:
     )
 
 
+def voiced_samples(samples: np.ndarray) -> np.ndarray:
+    """Indices of the int16 `samples` louder than VOICED_THRESHOLD_DBFS."""
+    return np.flatnonzero((samples > _VOICED_LEVEL) | (samples < -_VOICED_LEVEL))
+
+
 def quiet_after_voice(pcm16: bytes) -> int | None:
     """How many samples of `pcm16` follow its last voiced one; None: none is voiced.
 
     Caller audio enters the pipeline in 40 ms pieces (`server.audio_in_chunk_ms`), so a
     pause counted from the end of the piece that holds the last voiced sample would
     start up to a piece late."""
-    if not is_voiced(pcm16):
+    if not is_voiced(pcm16):  # the usual case in a pause, without an index array
         return None
     samples = np.frombuffer(pcm16, dtype=np.int16)
-    loud = np.flatnonzero((samples > _VOICED_LEVEL) | (samples < -_VOICED_LEVEL))
-    return int(samples.size - 1 - loud[-1])
+    return int(samples.size - 1 - voiced_samples(samples)[-1])

@@ -18,7 +18,7 @@ import soundfile as sf
 import soxr
 import websockets
 
-from voicebot.audio.pcm import VOICED_THRESHOLD_DBFS
+from voicebot.audio.pcm import voiced_samples
 from voicebot.errors import InputError
 from voicebot.protocol import INPUT_SAMPLE_RATE, ReadyEvent, decode_event
 
@@ -78,21 +78,15 @@ def load_pcm16k(path: Path) -> np.ndarray:
     return pcm
 
 
-def _voiced(pcm: np.ndarray) -> np.ndarray:
-    """Indices of the samples louder than VOICED_THRESHOLD_DBFS."""
-    threshold = 32767 * 10 ** (VOICED_THRESHOLD_DBFS / 20)
-    return np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
-
-
 def first_voiced_sample(pcm: np.ndarray) -> int:
     """Index of the first sample louder than VOICED_THRESHOLD_DBFS (0 if all silent)."""
-    loud = _voiced(pcm)
+    loud = voiced_samples(pcm)
     return int(loud[0]) if loud.size else 0
 
 
 def last_voiced_sample(pcm: np.ndarray) -> int:
     """Index of the last sample louder than VOICED_THRESHOLD_DBFS (0 if all silent)."""
-    loud = _voiced(pcm)
+    loud = voiced_samples(pcm)
     return int(loud[-1]) if loud.size else 0
 
 
