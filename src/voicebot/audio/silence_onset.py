@@ -99,10 +99,10 @@ class SilenceOnset:
         chunk was voiced (None: not known, the VAD's count alone tells the pause), and for
         a voiced one, the quiet after its last voiced sample."""
         self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING)
-        if state == VADState.SPEAKING and self.silence_s > 0:
-            self._loud_speech = False  # speech again: it must be loud again to be told
         if state == VADState.SPEAKING:
             self._sound = None
+            if self.silence_s > 0:
+                self._loud_speech = False  # speech again: it must be loud again to be told
         elif voiced and self._loud_speech and self.quiet_s >= TELL_S:
             self._sound = (self.pause_s, 0.0)
         if self._sound is not None and state != VADState.STARTING:
