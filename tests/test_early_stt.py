@@ -114,6 +114,20 @@ def test_the_silence_heard_is_the_audio_the_vad_judged_silent_since_speech() -> 
     assert silences == [0, 1, 2, 3, 3, 4, 0]
 
 
+def test_watchers_are_told_after_each_chunk_is_counted() -> None:
+    """A wait on the pause wakes on each chunk (turns/speculative.py): by then the chunk
+    is counted, in the STOPPING windows that tell the early start too."""
+    onset = SilenceOnset(0.02, 0.2)
+    told: list[bool] = []
+    onset.subscribe(told.append)
+    seen: list[tuple[bool, int]] = []
+    onset.watch(lambda: seen.append((onset.hearing_voice, round(onset.silence_s / CHUNK_S))))
+    for state in [VADState.SPEAKING, VADState.STOPPING, VADState.STOPPING, VADState.QUIET]:
+        onset.observe(state, CHUNK_S)
+    assert seen == [(True, 0), (False, 1), (False, 2), (False, 3)]
+    assert told == [True]
+
+
 def _pauses_heard(chunks: Sequence[tuple[VADState, bool | None]]) -> list[int]:
     """`pause_s` in 20 ms chunks after each (state, voiced) chunk."""
     return _after_each_chunk(chunks, lambda onset: round(onset.pause_s / CHUNK_S))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from loguru import logger
 from pipecat.frames.frames import (
     DataFrame,
@@ -49,6 +50,7 @@ from voicebot.providers.tts.piper import PiperTTSService
 from voicebot.tools import voice_set
 from voicebot.tools.client import load_pcm16k, run_turn
 from voicebot.tools.local_server import LocalServer
+from voicebot.turns import speculative
 from voicebot.turns.complete_transcript import CompleteTranscriptUserTurnStopStrategy
 from voicebot.turns.segments import NoWordsFrame, SegmentTranscript
 from voicebot.turns.sentence_end import SentenceEnds
@@ -81,6 +83,8 @@ class CatchUp(SystemFrame):
 
     heard_s: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    # Told that the chunk was counted, as `SilenceOnset.watch` tells its watchers.
+    watchers: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass
@@ -104,6 +108,8 @@ class Heard(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, CatchUp):
             frame.heard_s[0] = frame.seconds
+            for watcher in frame.watchers:
+                watcher()
         if isinstance(frame, Probe):
             self.snapshot = Snapshot(
                 self._llm.calls, _messages(self._context), _spoken(self.frames)
@@ -125,6 +131,7 @@ async def _converse(
     goes_on_secs: float = 0.0,
     hearing_voice: Callable[[], bool] | None = None,
     silence_heard: Callable[[], float] | None = None,
+    watch_audio: Callable[[Callable[[], None]], None] | None = None,
     vad_lag_limit_secs: float = 5.0,
     sentence_ends: SentenceEnds | None = None,
     sentence_end_secs: float = 0.0,
@@ -140,6 +147,7 @@ async def _converse(
         goes_on_secs=goes_on_secs,
         hearing_voice=hearing_voice,
         silence_heard=silence_heard,
+        watch_audio=watch_audio,
         vad_lag_limit_secs=vad_lag_limit_secs,
         sentence_ends=sentence_ends,
         sentence_end_secs=sentence_end_secs,
@@ -480,6 +488,35 @@ async def test_the_floor_waits_for_the_silence_the_vad_has_heard_not_the_clock()
     )
     assert heard.snapshot is not None
     assert heard.snapshot.spoken == "" and heard.snapshot.messages == [], "ended by the clock"
+    assert strategy.held == 1 and strategy.confirmed == 1
+    assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
+
+
+async def test_a_held_decision_looks_again_on_the_chunk_that_completes_the_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Woken by each chunk of audio counted, the held decision ends the turn on the chunk
+    that completes the floor, not at its next look on a timer (here 5 s away)."""
+    monkeypatch.setattr(speculative, "RECHECK_S", 30.0)
+    heard_s = [0.0]
+    watchers: list[Callable[[], None]] = []
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("Turn off the lights."),
+            SleepFrame(sleep=0.3),
+            CatchUp(heard_s=heard_s, seconds=5.1, watchers=watchers),
+            SleepFrame(sleep=1.0),
+            Probe(),
+        ],
+        min_silence_secs=5.0,
+        silence_heard=lambda: heard_s[0],
+        watch_audio=watchers.append,
+    )
+    assert len(watchers) == 1
+    assert heard.snapshot is not None
+    assert heard.snapshot.spoken.split() == REPLY.split(), "waited for the timer"
     assert strategy.held == 1 and strategy.confirmed == 1
     assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
 

@@ -161,6 +161,7 @@ def _turn_stop_strategies(
                 goes_on_secs=settings.turn.max_silence_secs,
                 hearing_voice=(lambda: pauses.hearing_voice) if pauses else None,
                 silence_heard=_pause_heard(settings, pauses),
+                watch_audio=pauses.watch if pauses else None,
                 sentence_ends=sentence_ends,
                 sentence_end_secs=settings.turn.sentence_end_secs,
             )

@@ -33,6 +33,8 @@ from pipecat.audio.vad.vad_analyzer import VADState
 
 # listener(True): a silence has lasted `after_secs`; listener(False): speech came back.
 Listener = Callable[[bool], None]
+# watcher(): a chunk of audio has been counted (`pause_s`, `hearing_voice` may have moved).
+Watcher = Callable[[], None]
 
 # A voiced sound after this much quiet is speech coming back (Silero notices it within
 # ~0.15 s) or a noise: the pause holds its count this long to tell. And where the VAD's
@@ -49,6 +51,7 @@ class SilenceOnset:
         # The silence still to come before the VAD's stop, once listeners are told.
         self.rest_secs = max(0.0, stop_secs - after_secs)
         self._listeners: list[Listener] = []
+        self._watchers: list[Watcher] = []
         self._silent_s = 0.0
         self._told = False
         # The VAD hears a voice: speech, or its first windows before the VAD confirms it.
@@ -67,6 +70,11 @@ class SilenceOnset:
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def watch(self, watcher: Watcher) -> None:
+        """Call `watcher` after every chunk is counted: a wait on the pause's length wakes
+        on the audio that makes it, not on a timer (turns/speculative.py)."""
+        self._watchers.append(watcher)
 
     @property
     def pause_s(self) -> float:
@@ -124,11 +132,13 @@ class SilenceOnset:
             if not self._told and self._silent_s >= self.after_secs > 0:
                 self._told = True
                 self._tell(True)
-            return
-        if state == VADState.SPEAKING and self._told:
-            self._tell(False)
-        # SPEAKING: the silence is over; QUIET: the VAD confirmed the stop (or none began).
-        self._silent_s, self._told = 0.0, False
+        else:
+            if state == VADState.SPEAKING and self._told:
+                self._tell(False)
+            # SPEAKING: the silence is over; QUIET: the VAD confirmed the stop (or none began).
+            self._silent_s, self._told = 0.0, False
+        for watcher in self._watchers:
+            watcher()
 
     def _tell(self, silent: bool) -> None:
         for listener in self._listeners:

@@ -11,6 +11,7 @@ transport or the context).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,7 +35,8 @@ from voicebot.turns.segments import NoWordsFrame, spoken_since
 from voicebot.turns.sentence_end import SentenceEnds
 
 # How often a held decision looks again at a voice the VAD has not confirmed yet, and at
-# the silence the VAD has heard when it runs behind the clock.
+# the silence the VAD has heard when it runs behind the clock, where it is not woken by
+# each chunk of audio counted (`watch_audio`).
 VOICE_POLL_S = 0.02
 SILENCE_POLL_S = 0.005
 # The longest a held decision sleeps before it looks again: words transcribed meanwhile
@@ -72,7 +74,9 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     the VAD has heard the person go on. At the end of the wait, a voice `hearing_voice()`
     reports but the VAD has not confirmed as speech yet holds the decision until it either
     becomes speech (the turn goes on) or fades (the turn ends). Either wait ends at the
-    latest `vad_lag_limit_secs` after the clock has passed the floor.
+    latest `vad_lag_limit_secs` after the clock has passed the floor. `watch_audio`, when
+    given, registers a callback run after each chunk of audio is counted: a held decision
+    then looks again on the chunk that completes the wait, not on its next poll.
 
     `sentence_ends`, when given, tells whether the LLM answering the words judged them to
     end a sentence (turns/sentence_end.py); such a turn is held to the shorter
@@ -88,6 +92,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         goes_on_secs: float = 0.0,
         hearing_voice: Callable[[], bool] | None = None,
         silence_heard: Callable[[], float] | None = None,
+        watch_audio: Callable[[Callable[[], None]], None] | None = None,
         vad_lag_limit_secs: float = VAD_LAG_LIMIT_S,
         sentence_ends: SentenceEnds | None = None,
         sentence_end_secs: float = 0.0,
@@ -104,6 +109,11 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         # Without the VAD's count, the clock since the speech stopped stands in for it.
         self._silence_heard = silence_heard or self._clock_s
         self._vad_lag_limit_s = vad_lag_limit_secs
+        # Set after each chunk of audio is counted, where `watch_audio` tells.
+        self._audio_counted: asyncio.Event | None = None
+        if watch_audio is not None:
+            self._audio_counted = asyncio.Event()
+            watch_audio(self._audio_counted.set)
         # A detector ended the turn before `min_silence_secs`: its decision waits here.
         self._held_decision = False
         self._held_stop: asyncio.Task[None] | None = None
@@ -291,14 +301,16 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
     async def _stop_after_silence(self, params: UserTurnStoppedParams) -> None:
         # Until the VAD has heard the silence (it may run behind the clock), then while it
         # hears a voice it has not confirmed yet: if that is speech, the VAD's start
-        # cancels this wait; if it fades, the turn ends. Both are flags, polled; the
-        # clock bounds both waits.
+        # cancels this wait; if it fades, the turn ends. Both are looked at again after
+        # each chunk of audio counted (or polled); the clock bounds both waits.
         while True:
+            if self._audio_counted is not None:
+                self._audio_counted.clear()
             left = self._silence_left_s()
             if left > 0:
-                await asyncio.sleep(min(max(left, SILENCE_POLL_S), RECHECK_S))
+                await self._look_again_within(min(max(left, SILENCE_POLL_S), RECHECK_S))
             elif (self._hearing_voice() or self._untranscribed) and self._clock_left_s() > 0:
-                await asyncio.sleep(VOICE_POLL_S)
+                await self._look_again_within(VOICE_POLL_S)
             else:
                 break
         self._held_stop = None
@@ -306,6 +318,14 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         # The detector's decision, now: confirm the speculation, or infer, then finalize.
         await self._on_inference(self, None)
         await self._on_stopped(self, params)
+
+    async def _look_again_within(self, seconds: float) -> None:
+        """Wait until the next chunk of audio is counted, `seconds` at the most."""
+        if self._audio_counted is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._audio_counted.wait(), seconds)
 
     async def _drop_held_decision(self) -> None:
         self._held_decision = False
