@@ -37,7 +37,7 @@ from tests.helpers import tweak_whisper, words
 from tests.test_late_transcripts import CHUNK_S, RATE, _audio
 from voicebot.audio.energy_vad import EnergyVADAnalyzer
 from voicebot.audio.pcm import quiet_after_voice, voiced_samples
-from voicebot.audio.silence_onset import TELL_S, SilenceOnset
+from voicebot.audio.silence_onset import DIP_S, TELL_S, SilenceOnset
 from voicebot.audio.silero import SharedSileroVADAnalyzer
 from voicebot.config import Settings
 from voicebot.models import SharedModels
@@ -208,21 +208,28 @@ async def test_a_pause_counts_from_the_last_voiced_sample_of_a_joined_piece() ->
     assert _after_each_chunk([(VADState.SPEAKING, True), *stopping], lambda o: o.pause_s)[-1] >= 0.2
 
 
+def test_a_dip_in_the_vads_confidence_after_the_last_word_is_not_speech_coming_back() -> None:
+    """Real Silero on a held-out file ("Have long shot that oil faster."): STOPPING on the
+    word's last voiced piece, SPEAKING on the quiet piece after it, then the pause. Speech
+    again after less than `DIP_S` of VAD silence is the same stretch: the pause is still
+    the quiet since the last voiced sample (counted as the VAD's, it reached a 0.9 s
+    floor 60 ms later)."""
+    speaking, stopping = VADState.SPEAKING, VADState.STOPPING
+    dip = [(stopping, True), (speaking, False), (speaking, False)]
+    heard = _pauses_heard([(speaking, True), *dip, *[(stopping, False)] * 3])
+    assert heard == [0, 0, 1, 2, 3, 4, 5]
+
+
 def test_speech_too_quiet_for_the_level_leaves_the_pause_to_the_vad() -> None:
     speaking, stopping = VADState.SPEAKING, VADState.STOPPING
     # A quiet microphone: no chunk of the speech is voiced.
     assert _pauses_heard([(speaking, False), (speaking, False), (stopping, False)]) == [0, 0, 1]
     # Loud speech, a pause, then speech too soft for the level: the pause after it is
     # the VAD's to count, not the quiet since the loud words before the first pause.
-    assert _pauses_heard(
-        [
-            (speaking, True),
-            (stopping, False),
-            (speaking, False),
-            (speaking, False),
-            (stopping, False),
-        ]
-    ) == [0, 1, 0, 0, 1]
+    pause = [(stopping, False)] * round(DIP_S / CHUNK_S)
+    soft = [(speaking, False), (speaking, False), (stopping, False)]
+    heard = _pauses_heard([(speaking, True), *pause, *soft])
+    assert heard == [0, *range(1, len(pause) + 1), 0, 0, 1]
     # An analyzer that does not tell the level: the VAD's count alone.
     assert _pauses_heard([(speaking, None), (speaking, None), (stopping, None)]) == [0, 0, 1]
 

@@ -41,6 +41,11 @@ Watcher = Callable[[], None]
 # count of a pause runs more than this ahead of the quiet (its edges came to 0.10-0.16 s),
 # noise keeps reaching the level on this line: the VAD's count decides.
 TELL_S = 0.2
+# Silero's confidence can dip for a window or two at the end of a word and come back on
+# the quiet after it (STOPPING, then SPEAKING on audio below the voiced level): speech
+# again after less VAD silence than this is the same stretch of speech, not speech that
+# came back softly after a pause.
+DIP_S = 0.1
 
 
 class SilenceOnset:
@@ -109,7 +114,7 @@ class SilenceOnset:
         self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING)
         if state == VADState.SPEAKING:
             self._sound = None
-            if self.silence_s > 0:
+            if self.silence_s >= DIP_S:
                 self._loud_speech = False  # speech again: it must be loud again to be told
         elif voiced and self._loud_speech and self.quiet_s >= TELL_S:
             self._sound = (self.pause_s, 0.0)
