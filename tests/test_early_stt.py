@@ -98,6 +98,29 @@ def test_a_voice_is_heard_from_its_first_window_not_from_the_vads_start() -> Non
     assert heard == [True, False, False, True, False]
 
 
+def test_voiced_audio_after_a_pause_is_heard_while_the_vad_makes_up_its_mind() -> None:
+    """Speech coming back after a 0.68 s pause: the real Silero VAD went QUIET, STARTING,
+    QUIET, STARTING over 0.52 s of voiced audio before it confirmed it. A held turn must
+    not end in the QUIET windows: voiced audio after a pause is a voice heard until it
+    fades or the VAD takes it up. A click is heard on its own chunk only."""
+    speaking, stopping = VADState.SPEAKING, VADState.STOPPING
+    quiet, starting = VADState.QUIET, VADState.STARTING
+    pause = [(stopping, False)] * 10 + [(quiet, False)] * 24
+    back = [(quiet, True)] * 4 + [(starting, True)] * 4 + [(quiet, True)] * 2
+    back += [(starting, True)] * 4 + [(speaking, True)]
+    heard = _after_each_chunk([(speaking, True), *pause, *back], lambda o: o.hearing_voice)
+    assert heard[1 + len(pause) :] == [True] * len(back)
+    click = [(quiet, True), (quiet, False), (quiet, False)]
+    heard = _after_each_chunk([(speaking, True), *pause, *click], lambda o: o.hearing_voice)
+    assert heard[1 + len(pause) :] == [True, False, False]
+    # Within `TELL_S` of the last word, voiced audio the VAD does not call speech is the
+    # word's end, not a voice coming back.
+    heard = _after_each_chunk(
+        [(speaking, True), (stopping, False), (quiet, True)], lambda o: o.hearing_voice
+    )
+    assert heard == [True, False, False]
+
+
 def test_the_silence_heard_is_the_audio_the_vad_judged_silent_since_speech() -> None:
     silences = _after_each_chunk(
         [

@@ -59,7 +59,10 @@ class SilenceOnset:
         self._watchers: list[Watcher] = []
         self._silent_s = 0.0
         self._told = False
-        # The VAD hears a voice: speech, or its first windows before the VAD confirms it.
+        # A voice is heard: speech, its first windows before the VAD confirms it, or voiced
+        # audio going on after a pause (a sound held to tell, below). Silero took 0.52 s to
+        # confirm "my dentist tomorrow" after a 0.68 s pause (held-out, espeak us-fast, in
+        # 40 ms pieces), between STARTING and QUIET meanwhile.
         self.hearing_voice = False
         # Seconds of audio the VAD has judged silent since it last heard speech: the
         # pause as far as the VAD has got, which on a busy machine lags the clock.
@@ -111,7 +114,6 @@ class SilenceOnset:
         """The state the analyzer returned for a chunk of `seconds` of audio, whether the
         chunk was voiced (None: not known, the VAD's count alone tells the pause), and for
         a voiced one, the quiet after its last voiced sample."""
-        self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING)
         if state == VADState.SPEAKING:
             self._sound = None
             if self.silence_s >= DIP_S:
@@ -122,6 +124,9 @@ class SilenceOnset:
             # A voice the VAD has not confirmed yet holds the count until it is speech
             # (the pause is over) or fades (the pause goes on).
             self._sound = (self._sound[0], _added(self._sound[1], seconds))
+        self.hearing_voice = state in (VADState.STARTING, VADState.SPEAKING) or bool(
+            voiced and self._sound is not None
+        )
         if voiced:
             self.quiet_s = quiet_after_s
             self._loud_speech = self._loud_speech or state == VADState.SPEAKING
