@@ -36,8 +36,10 @@ Listener = Callable[[bool], None]
 # watcher(): a chunk of audio has been counted (`pause_s`, `hearing_voice` may have moved).
 Watcher = Callable[[], None]
 
-# A voiced sound after this much quiet is speech coming back (Silero notices it within
-# ~0.15 s) or a noise: the pause holds its count this long to tell. And where the VAD's
+# A voiced sound after this much quiet is speech coming back (Silero usually notices it
+# within ~0.15 s) or a noise: the pause holds its count this long to tell, and the sound
+# is a voice heard while it goes on (`hearing_voice`: Silero took up to 0.52 s in 40 ms
+# pieces, and a held turn must not end meanwhile). And where the VAD's
 # count of a pause runs more than this ahead of the quiet (its edges came to 0.10-0.16 s),
 # noise keeps reaching the level on this line: the VAD's count decides.
 TELL_S = 0.2
