@@ -109,10 +109,10 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         # Without the VAD's count, the clock since the speech stopped stands in for it.
         self._silence_heard = silence_heard or self._clock_s
         self._vad_lag_limit_s = vad_lag_limit_secs
-        # Set after each chunk of audio is counted, where `watch_audio` tells.
-        self._audio_counted: asyncio.Event | None = None
+        # Set after each chunk of audio is counted, where `watch_audio` tells (else never:
+        # a held decision then looks again on its poll alone).
+        self._audio_counted = asyncio.Event()
         if watch_audio is not None:
-            self._audio_counted = asyncio.Event()
             watch_audio(self._audio_counted.set)
         # A detector ended the turn before `min_silence_secs`: its decision waits here.
         self._held_decision = False
@@ -304,8 +304,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         # cancels this wait; if it fades, the turn ends. Both are looked at again after
         # each chunk of audio counted (or polled); the clock bounds both waits.
         while True:
-            if self._audio_counted is not None:
-                self._audio_counted.clear()
+            self._audio_counted.clear()
             left = self._silence_left_s()
             if left > 0:
                 await self._look_again_within(min(max(left, SILENCE_POLL_S), RECHECK_S))
@@ -321,9 +320,6 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
 
     async def _look_again_within(self, seconds: float) -> None:
         """Wait until the next chunk of audio is counted, `seconds` at the most."""
-        if self._audio_counted is None:
-            await asyncio.sleep(seconds)
-            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._audio_counted.wait(), seconds)
 
