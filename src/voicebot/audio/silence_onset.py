@@ -62,9 +62,7 @@ class SilenceOnset:
         self._silent_s = 0.0
         self._told = False
         # A voice is heard: speech, its first windows before the VAD confirms it, or voiced
-        # audio going on after a pause (a sound held to tell, below). Silero took 0.52 s to
-        # confirm "my dentist tomorrow" after a 0.68 s pause (held-out, espeak us-fast, in
-        # 40 ms pieces), between STARTING and QUIET meanwhile.
+        # audio going on after a pause (a sound held to tell, `TELL_S`).
         self.hearing_voice = False
         # Seconds of audio the VAD has judged silent since it last heard speech: the
         # pause as far as the VAD has got, which on a busy machine lags the clock.
