@@ -113,28 +113,6 @@ def _report_of_fresh_interpreter(
     return report
 
 
-# What `voicebot serve` does before the models start loading, then the server's imports.
-BEFORE_LOADS = """
-import json, sys
-from voicebot.autotune import resolve
-from voicebot.config import load_settings
-from voicebot.providers import spec as providers
-providers.check(resolve(load_settings()).settings)
-report = {"before_loads": "openai" in sys.modules}
-import voicebot.server.app
-report["with_the_server"] = "openai" in sys.modules
-print(json.dumps(report))
-"""
-
-
-def test_the_openai_sdk_is_imported_with_the_server_not_before_the_loads() -> None:
-    # The in-process LLM's module used to import Pipecat's OpenAI adapter, and with it the
-    # openai SDK (~0.35 s on 2 cores), in the provider check that runs before the models
-    # start loading. The server imports it while they load, for the first session's LLM.
-    report = _report_of_fresh_interpreter(BEFORE_LOADS, timeout_s=120)
-    assert report == {"before_loads": False, "with_the_server": True}
-
-
 def test_a_fresh_server_imports_webrtc_only_when_an_offer_comes() -> None:
     report = _report_of_fresh_interpreter(SERVE.format(lazy=LAZY), timeout_s=300)
     assert report["after_start"] == []

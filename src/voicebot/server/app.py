@@ -11,11 +11,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 
-# Pipecat's OpenAI adapter turns an in-process LLM's context into chat messages; it
-# imports the openai SDK (~0.35 s on 2 cores). Imported with the server, while the
-# models load (`SharedModels.load_in_background`), instead of by the first session's LLM,
-# and not by the provider check that runs before the loads start.
-import pipecat.adapters.llm.services.open_ai_adapter  # noqa: F401
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 

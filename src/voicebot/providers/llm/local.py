@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
+from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter
 from pipecat.frames.frames import (
     Frame,
     LLMContextFrame,
@@ -34,9 +35,6 @@ from voicebot.pipecat_compat import llm_is_speculating
 from voicebot.threads import yield_to_audio
 
 if TYPE_CHECKING:
-    # Only in the quoted generic below, which ruff does not read as a use.
-    from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter  # noqa: F401
-
     from voicebot.config import Settings
     from voicebot.providers.tts.ahead import FirstPieceAhead
     from voicebot.turns.sentence_end import SentenceEnds
@@ -129,7 +127,7 @@ class ModelQueue:
         return started_at - queued_at
 
 
-class LocalLLMService(LLMService["OpenAILLMAdapter"]):
+class LocalLLMService(LLMService[OpenAILLMAdapter]):
     """Pipecat's LLM base for a model in this process; subclasses implement `_generate`.
 
     Pipecat's OpenAI adapter turns the context into chat messages, so history, system
@@ -142,9 +140,7 @@ class LocalLLMService(LLMService["OpenAILLMAdapter"]):
     likely the person's words end a sentence (turns/sentence_end.py).
     """
 
-    # No `adapter_class`: Pipecat's default, the OpenAI adapter, is imported when the
-    # first service is built, so importing this module (the provider check before the
-    # models load) does not import the openai SDK (server/app.py imports it meanwhile).
+    adapter_class = OpenAILLMAdapter
     ahead: FirstPieceAhead | None = None
     sentence_end: SentenceEnds | None = None
     judges_sentence_ends: ClassVar[bool] = False
