@@ -9,12 +9,14 @@ import httpx
 from tests.helpers import wait_for_status
 
 
-def test_health_is_503_until_models_are_warm_then_200(
+def test_serve_answers_503_until_models_are_warm_then_200(
     serve_process: tuple[subprocess.Popen[str], str],
 ) -> None:
     process, url = serve_process
     seen = wait_for_status(url)
-    assert seen[0] == 503, f"first /health answer should be 503 while loading, saw {seen}"
+    # Whether a 503 comes first depends on this machine's speed (uvicorn may listen only
+    # after the models are warm); test_model_loading.py holds the load to see it for sure.
+    assert set(seen[:-1]) <= {503}, f"/health answered {seen} before 200"
     assert seen[-1] == 200
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok"
