@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import soxr
+from prometheus_client.parser import text_string_to_metric_families
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
@@ -90,6 +92,27 @@ def wait_for_status(url: str, timeout_s: float = 120) -> list[int]:
             return seen
         time.sleep(0.05)
     raise TimeoutError(f"{url}/health did not turn 200 within {timeout_s} s (saw {seen})")
+
+
+async def metrics_once_no_session_runs(client: httpx.AsyncClient, timeout_s: float = 60) -> str:
+    """Scrape /metrics until `voicebot_active_sessions` is 0 on every transport; the text.
+
+    A session's place is given back only once its pipeline has wound down, a while after
+    the client saw it close; how long depends on the machine.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = (await client.get("/metrics")).text
+        active = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "voicebot_active_sessions"
+            for sample in family.samples
+        ]
+        if not any(active) or time.monotonic() > deadline:
+            assert not any(active), f"sessions still running after {timeout_s} s: {active}"
+            return text
+        await asyncio.sleep(0.1)
 
 
 def words(text: str) -> set[str]:

@@ -21,7 +21,7 @@ import websockets
 from pydantic import SecretStr
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import REPO, free_port, tweak, wait_for_status
+from tests.helpers import REPO, free_port, metrics_once_no_session_runs, tweak, wait_for_status
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.tools.local_server import LocalServer
@@ -168,7 +168,8 @@ async def test_beyond_max_sessions_a_new_session_gets_1013_and_others_carry_on(
                 metrics = (await client.get("/metrics")).text
         assert 'voicebot_refusals_total{reason="server_full"} 2.0' in metrics
         # The place is given back when the session ends.
-        await asyncio.sleep(0.5)
+        async with http(server) as client:
+            await metrics_once_no_session_runs(client)
         async with websockets.connect(server.ws_url) as again:
             assert (await ready(again))["type"] == "ready"
 
@@ -215,7 +216,9 @@ async def test_an_idle_session_ends_with_a_reason(settings: Settings, models: Sh
 async def test_a_session_past_its_time_limit_ends_though_audio_flows(
     settings: Settings, models: SharedModels
 ) -> None:
-    tuned = tweak(settings, server={"idle_timeout_secs": 1.0, "max_session_secs": 2.5})
+    # The idle clock starts before the pipeline does; 5 s leaves a busy machine room to
+    # start it, and the time limit comes later still, so only flowing audio keeps idle away.
+    tuned = tweak(settings, server={"idle_timeout_secs": 5.0, "max_session_secs": 7.0})
     async with LocalServer(tuned, models=models) as server:
         async with websockets.connect(server.ws_url) as ws:
             await ready(ws)
@@ -364,9 +367,8 @@ async def test_an_idle_webrtc_session_is_told_why_and_hung_up(
                 )
                 await asyncio.wait_for(hung_up.wait(), 60)
                 # The place is free again: a new session is accepted.
-                await asyncio.sleep(0.5)
                 async with http(server, headers=AUTH) as backend:
-                    metrics = (await backend.get("/metrics")).text
+                    metrics = await metrics_once_no_session_runs(backend)
                     started = (await backend.post("/start", json={"transport": "ws"})).json()
                 async with websockets.connect(started["url"]) as ws:
                     assert (await ready(ws))["session_id"] == started["sessionId"]

@@ -376,14 +376,16 @@ async def test_speech_after_the_onset_drops_the_early_start() -> None:
 
 
 async def test_a_transcript_ready_after_the_person_spoke_again_says_so() -> None:
-    """A slow Whisper (1 s a segment): the words before a 0.7 s pause are ready after the
-    VAD heard the second half begin (turns/segments.py); the second half's are not."""
-    stt = FasterWhisperSTTService(engine=LengthEngine(decode_s=1.0))  # type: ignore[arg-type]
+    """A slow Whisper (2 s a segment): the words before a 0.7 s pause are ready after the
+    VAD heard the second half begin (turns/segments.py); the second half's are not. The
+    decode is wall-clock time and the audio is paced by the test, so 2 s leaves room for
+    a busy machine to pace the pause nearly three times slower than real time."""
+    stt = FasterWhisperSTTService(engine=LengthEngine(decode_s=2.0))  # type: ignore[arg-type]
     heard = Transcripts()
     texts = await transcribe(
         stt,
         _energy_vad(),
-        _speech((True, 1.0), (False, 0.7), (True, 0.8), (False, 2.0)),
+        _speech((True, 1.0), (False, 0.7), (True, 0.8), (False, 4.5)),
         early_start_secs=0.0,
         heard=heard,
     )

@@ -17,7 +17,14 @@ import psutil
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from tests.helpers import REPO, UNLIMITED_SESSIONS_ENV, VOICEBOT, free_port, wait_for_status
+from tests.helpers import (
+    REPO,
+    UNLIMITED_SESSIONS_ENV,
+    VOICEBOT,
+    free_port,
+    metrics_once_no_session_runs,
+    wait_for_status,
+)
 from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.server.app import create_app
@@ -106,7 +113,7 @@ async def test_unconnected_offers_are_hung_up_and_capped(
             after = await wait_until_udp_at_most(server, baseline_udp, CONNECT_TIMEOUT_SECS + 30)
             figures.append((peak_udp, after, round(rss_mb(server))))
             assert after <= baseline_udp, (baseline_udp, figures)
-            metrics = (await http.get("/metrics")).text
+            metrics = await metrics_once_no_session_runs(http)
             assert 'voicebot_active_sessions{transport="webrtc"} 0.0' in metrics
     print(f"udp sockets: baseline {baseline_udp}; (peak, after, RSS MB) per round {figures}")
     # Three rounds of offers, each fully cleaned up: memory does not climb round on round

@@ -75,8 +75,9 @@ async def test_groq_failure_is_answered_by_the_fallback_in_the_same_turn(
     result = await chat(with_groq(settings, fallback="llama_cpp"), models, "Say hello.")
     assert result.provider == "llama_cpp" and result.reply
     assert len(cloud.requests) == requests
-    # A client that honoured retry-after would still be waiting (50 s).
-    assert time.monotonic() - start < 10
+    # A client that honoured retry-after would still be waiting (50 s); the fallback's
+    # reply itself takes a second or two, more on a busy machine.
+    assert time.monotonic() - start < 30
 
 
 async def test_groq_dropping_mid_reply_ends_the_reply_with_what_was_said(
