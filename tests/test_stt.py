@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -323,18 +324,33 @@ def _wait_until_running(future: Any) -> None:
 
 @pytest.mark.slow
 async def test_a_caller_who_leaves_drops_only_its_own_request(
-    settings: Settings, question_pcm: dict[str, np.ndarray], keywords: dict[str, Any]
+    settings: Settings,
+    question_pcm: dict[str, np.ndarray],
+    keywords: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A person hangs up while queued with others: the others still get their transcripts."""
     batching = load_engine(tweak_whisper(settings, batch_size=4))
-    # Keep the worker busy so that the next requests wait in the queue together.
+    # Keep the worker busy so that the next requests wait in the queue together: its
+    # first decode waits until they are queued (on a GPU it would otherwise be over first).
+    queued = threading.Event()
+    decode = batching._decoder.decode_healing
+
+    def first_decode_held(samples: list[np.ndarray]) -> Any:
+        queued.wait(60)
+        return decode(samples)
+
+    monkeypatch.setattr(batching._decoder, "decode_healing", first_decode_held)
     busy = batching.submit(floats(question_pcm["cook"]))
     await asyncio.to_thread(_wait_until_running, busy)
     leaving = asyncio.ensure_future(batching.transcribe(floats(question_pcm["capital"])))
     await asyncio.sleep(0)  # submitted
     leaving.cancel()  # the caller's task is cancelled, as when a session ends
     names = ["capital", "week", "sky"]
-    results = await asyncio.gather(*(batching.transcribe(floats(question_pcm[n])) for n in names))
+    waiting = [asyncio.ensure_future(batching.transcribe(floats(question_pcm[n]))) for n in names]
+    await asyncio.sleep(0)  # submitted
+    queued.set()
+    results = await asyncio.gather(*waiting)
     for name, result in zip(names, results, strict=True):
         assert set(keywords[name]) <= words(result.text), (name, result.text)
         assert result.batch_size == 3  # decoded together, without the one that left
