@@ -58,7 +58,6 @@ def test_while_models_load_health_is_503_and_sessions_are_asked_to_retry(
         assert event["type"] == "error" and event["code"] == "not_ready"
         assert "retry when /health is 200" in str(event["message"])
         assert code == CLOSE_TRY_AGAIN_LATER
-        loading.cancel()
 
 
 def test_a_failed_load_stays_503_naming_the_error(settings: Settings) -> None:
