@@ -739,9 +739,12 @@ async def test_a_paused_request_over_ws_is_answered_and_a_withdrawn_answer_never
 
 
 def test_the_llm_judges_sentence_ends_only_when_a_shorter_floor_uses_it() -> None:
-    """By default one floor holds for all words and nothing is judged (no extra read of
-    the prompt); a shorter `turn.sentence_end_secs` asks an LLM that can judge."""
-    assert judge_sentence_ends(Settings(), JudgingLocalLLM({})) is None
+    """A `turn.sentence_end_secs` shorter than `turn.min_silence_secs` (the defaults: 0.8
+    and 0.9 s) asks an LLM that can judge; one floor for all words judges nothing (no
+    extra read of the prompt)."""
+    one_floor = Settings.model_validate({"turn": {"sentence_end_secs": 0.9}})
+    assert judge_sentence_ends(one_floor, JudgingLocalLLM({})) is None
+    assert judge_sentence_ends(Settings(), JudgingLocalLLM({})) is not None
     shorter = Settings.model_validate({"turn": {"sentence_end_secs": 0.6}})
     assert judge_sentence_ends(shorter, WordsLocalLLM(reply=REPLY)) is None  # cannot judge
     llm = JudgingLocalLLM({})

@@ -24,7 +24,7 @@ from voicebot.turns.complete_transcript import (
     reads_complete,
 )
 from voicebot.turns.segments import NoWordsFrame, SegmentTranscript
-from voicebot.turns.sentence_end import SentenceEnds
+from voicebot.turns.sentence_end import SentenceEnds, may_be_added_at_a_pause
 
 
 @pytest.mark.parametrize(
@@ -75,6 +75,34 @@ def test_unfinished_ones_do_not(text: str) -> None:
 )
 def test_words_that_plainly_go_on(text: str, goes_on: bool) -> None:
     assert plainly_goes_on(text) == goes_on
+
+
+@pytest.mark.parametrize(
+    ("text", "added"),
+    [
+        ("I need a gift for it.", True),  # Whisper at a pause after "for" (tune half)
+        ("I'd like to book a table for you.", True),
+        ("Can you help me with them?", True),  # a real one keeps the usual floor
+        ("How many days are there in a week?", False),
+        ("Tell me about it now.", False),
+        ("I love it.", False),  # no preposition before the pronoun
+        ("You.", False),
+        ("", False),
+    ],
+)
+def test_words_whisper_may_add_at_a_pause(text: str, added: bool) -> None:
+    assert may_be_added_at_a_pause(text) == added
+
+
+def test_the_llm_judging_words_that_may_be_added_at_a_pause_does_not_count() -> None:
+    """ "I need a gift for it." reads finished to the LLM; the "it" may be Whisper's."""
+    ends = SentenceEnds(threshold=0.08)
+    ends.publish("I need a gift for it.", 0.7)
+    assert ends.probability("I need a gift for it.") == 0.7 and not ends.ends(
+        "I need a gift for it."
+    )
+    ends.publish("I need a gift.", 0.7)
+    assert ends.ends("I need a gift.")
 
 
 def _transcript(text: str) -> TranscriptionFrame:

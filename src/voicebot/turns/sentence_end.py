@@ -15,14 +15,20 @@ probabilities give the figure, and the reply goes on from there, so the check co
 short extra read of the prompt. `SentenceEnds` carries the figure from the LLM's worker
 thread to the session's turn strategies: a transcript that reads complete and is judged
 to end a sentence ends the turn without waiting for smart-turn, at the shorter
-`turn.sentence_end_secs` floor instead of `turn.min_silence_secs`. Off by default (the
-floors are equal): see README_PIPECAT.md, "Words the LLM judges finished".
+`turn.sentence_end_secs` floor (0.8 s) instead of `turn.min_silence_secs` (0.9 s): see
+README_PIPECAT.md, "Words the LLM judges finished".
+
+Words that end on an object pronoun right after a preposition ("I need a gift for it.")
+are never judged to end a sentence: transcribing a pause after "for", Whisper tiny.en
+often adds such a word ("for it.", "for you."), and the words then read finished to the
+LLM too. They keep `turn.min_silence_secs`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Callable
 
@@ -33,6 +39,18 @@ TRAILING = " \t\n.?!,;:…'\")]"
 def unpunctuated(text: str) -> str:
     """`text` without the punctuation and quotes after its last word."""
     return text.rstrip(TRAILING)
+
+
+# A pause after one of these, transcribed, often gets one of the pronouns below added.
+_PREPOSITIONS = frozenset("for to with about at on in of from by into onto without".split())
+_PRONOUNS = frozenset("it you me us them him her".split())
+
+
+def may_be_added_at_a_pause(text: str) -> bool:
+    """Whether `text` ends on a word Whisper may have added at a pause: an object
+    pronoun right after a preposition ("I need a gift for it.", "a table for you.")."""
+    words = re.findall(r"[a-z']+", unpunctuated(text).lower())
+    return len(words) >= 2 and words[-1] in _PRONOUNS and words[-2] in _PREPOSITIONS
 
 
 def _key(text: str) -> str:
@@ -68,7 +86,10 @@ class SentenceEnds:
         return self._probability if self._key == _key(text) else None
 
     def ends(self, text: str) -> bool:
-        """Whether the LLM judged `text` to end a sentence (False when not judged yet)."""
+        """Whether the LLM judged `text` to end a sentence (False when not judged yet, and
+        for words Whisper may have added at a pause: `may_be_added_at_a_pause`)."""
+        if may_be_added_at_a_pause(text):
+            return False
         probability = self.probability(text)
         return probability is not None and probability >= self.threshold
 
