@@ -397,6 +397,32 @@ async def test_words_the_llm_judges_to_end_a_sentence_end_the_turn_at_the_shorte
     assert (ends.judged, ends.ended) == (2, 1)
 
 
+async def test_words_whisper_may_have_added_at_a_pause_wait_for_the_usual_floor() -> None:
+    """ "I need a gift for it." reads finished to the LLM, but the "it" is often Whisper's
+    at a pause after "for": the judgement does not shorten the floor."""
+    llm = JudgingLocalLLM({"I need a gift for it.": 0.7})
+    ends = SentenceEnds(threshold=0.08)
+    llm.sentence_end = ends
+    heard, *_ = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(stop_secs=0.0),
+            _said("I need a gift for it."),
+            EndTurn(),  # smart-turn judged the pause finished ("for |": 0.92-0.97)
+            SleepFrame(sleep=0.6),  # past the sentence-end floor, short of the other
+            Probe(),
+            SleepFrame(sleep=0.8),
+        ],
+        min_silence_secs=1.0,
+        sentence_ends=ends,
+        sentence_end_secs=0.3,
+        llm=llm,
+    )
+    assert ends.probability("I need a gift for it.") == 0.7, "judged as usual"
+    assert heard.snapshot is not None and heard.snapshot.spoken == "", "ended before 1 s"
+    assert _spoken(heard.frames).split() == REPLY.split()
+
+
 async def test_a_turn_the_llm_has_not_judged_waits_for_the_usual_floor() -> None:
     """An LLM that cannot judge (None), or no judge at all: the floor stays."""
     for llm, ends in (
