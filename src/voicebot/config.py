@@ -353,11 +353,12 @@ class TurnSettings(_Section):
     # LLM, as it answers them, judges to end a sentence (the probability that its next
     # token after the words, without Whisper's final punctuation, is ".", "?" or "!" is
     # at least `sentence_end_probability`); "Remind me to water" keeps `min_silence_secs`.
-    # Words that end on a pronoun after a preposition ("a gift for it.") are not judged:
-    # Whisper adds such a word at a pause. A person who pauses longer than this after
-    # words that form a sentence is cut off; 0.8 s cut off none of the tune half's paused
-    # utterances (0.7 s pauses) and answered ~80 ms sooner (README_PIPECAT.md). At or
-    # above `min_silence_secs`: one floor for all, nothing judged.
+    # Words that end on a pronoun after a preposition ("a gift for it.") keep
+    # `min_silence_secs`: Whisper adds such a word at a pause. A person who pauses
+    # longer than this after words that form a sentence is cut off; 0.8 s cut off none
+    # of the tune half's paused utterances (0.7 s pauses) and answered 50-80 ms sooner
+    # (README_PIPECAT.md). At or above `min_silence_secs`: one floor for all, nothing
+    # judged.
     sentence_end_secs: float = Field(0.8, ge=0.0)
     sentence_end_probability: float = Field(0.08, gt=0.0, le=1.0)
     # The floor is counted from the last voiced audio (louder than -40 dBFS) when the

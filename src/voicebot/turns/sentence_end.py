@@ -41,7 +41,9 @@ def unpunctuated(text: str) -> str:
     return text.rstrip(TRAILING)
 
 
-# A pause after one of these, transcribed, often gets one of the pronouns below added.
+# Whisper tiny.en was seen adding "it" or "you" at a pause after "for" (tune half); the
+# same ending after the other prepositions is treated alike. A question that really ends
+# so ("Can you help me with it?") only waits the usual floor.
 _PREPOSITIONS = frozenset("for to with about at on in of from by into onto without".split())
 _PRONOUNS = frozenset("it you me us them him her".split())
 
