@@ -362,14 +362,16 @@ class JudgingLocalLLM(WordsLocalLLM):
 
 
 async def _pause_after(
-    text: str, llm: WordsLocalLLM, ends: SentenceEnds | None
+    text: str, llm: WordsLocalLLM, ends: SentenceEnds | None, *, smart_turn_ends: bool = False
 ) -> tuple[Snapshot | None, str]:
-    """What was spoken 0.6 s into the pause, and by the end."""
+    """What was spoken 0.6 s into the pause, and by the end; with `smart_turn_ends`,
+    smart-turn judged the pause finished once the words were in."""
     heard, *_ = await _converse(
         [
             VADUserStartedSpeakingFrame(),
             VADUserStoppedSpeakingFrame(stop_secs=0.0),
             _said(text),
+            *([EndTurn()] if smart_turn_ends else []),
             SleepFrame(sleep=0.6),  # past the sentence-end floor, short of the other
             Probe(),
             SleepFrame(sleep=0.8),
@@ -403,24 +405,11 @@ async def test_words_whisper_may_have_added_at_a_pause_wait_for_the_usual_floor(
     llm = JudgingLocalLLM({"I need a gift for it.": 0.7})
     ends = SentenceEnds(threshold=0.08)
     llm.sentence_end = ends
-    heard, *_ = await _converse(
-        [
-            VADUserStartedSpeakingFrame(),
-            VADUserStoppedSpeakingFrame(stop_secs=0.0),
-            _said("I need a gift for it."),
-            EndTurn(),  # smart-turn judged the pause finished ("for |": 0.92-0.97)
-            SleepFrame(sleep=0.6),  # past the sentence-end floor, short of the other
-            Probe(),
-            SleepFrame(sleep=0.8),
-        ],
-        min_silence_secs=1.0,
-        sentence_ends=ends,
-        sentence_end_secs=0.3,
-        llm=llm,
-    )
+    # smart-turn judged such pauses finished ("for |": 0.92-0.97 on the tune half).
+    snapshot, spoken = await _pause_after("I need a gift for it.", llm, ends, smart_turn_ends=True)
     assert ends.probability("I need a gift for it.") == 0.7, "judged as usual"
-    assert heard.snapshot is not None and heard.snapshot.spoken == "", "ended before 1 s"
-    assert _spoken(heard.frames).split() == REPLY.split()
+    assert snapshot is not None and snapshot.spoken == "", "ended before `min_silence_secs`"
+    assert spoken.split() == REPLY.split()
 
 
 async def test_a_turn_the_llm_has_not_judged_waits_for_the_usual_floor() -> None:
