@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
+from voicebot.audio.pcm import voiced_samples
 from voicebot.bench.turn import summarise, turn_record
 from voicebot.tools import voice_set
 from voicebot.tools.client import TurnResult
@@ -22,9 +24,17 @@ def test_tune_and_heldout_halves_share_no_text() -> None:
         "request",
         "paused",
     }
-    # Each text in two different voices, several voices in each half.
-    assert all(len({v for u2, v in pairs if u2.text == u.text}) == 2 for u, _ in pairs)
+    # Each text in three different voices, one of them Kokoro; several in each half.
+    kokoro = {v for v, _, _ in voice_set.KOKORO_VOICES}
+    for u, _ in pairs:
+        voices = [v for u2, v in pairs if u2.text == u.text]
+        assert len(set(voices)) == 3 and len(kokoro.intersection(voices)) == 1, u.text
     assert len({v for u, v in pairs if u.half == "heldout"}) >= 4
+    # Both Kokoro voices say each kind of text in each half.
+    for half in ("tune", "heldout"):
+        for kind in ("question", "statement", "request", "paused"):
+            said = {v for u, v in pairs if u.half == half and u.kind == kind}
+            assert kokoro <= said, (half, kind)
 
 
 def _result(kinds: list[str], latency: float, ttft: float, ttfb: float) -> TurnResult:
@@ -106,3 +116,8 @@ def test_the_unseen_set_is_spoken(tmp_path) -> None:  # type: ignore[no-untyped-
     for utterance, _voice, path in spoken:
         audio, rate = sf.read(path)
         assert len(audio) / rate > 1.0, utterance.name
+        if utterance.kind == "paused":
+            # The 700 ms pause, below the voiced level: espeak-ng's break begins in the
+            # fading end of a word (0.61-0.71 s of it), Piper adds its own silence.
+            voiced = voiced_samples((audio * 32767).astype(np.int16))
+            assert 0.6 <= np.diff(voiced).max() / rate < 1.0, utterance.name

@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         "--voices",
         choices=("samples", "unseen"),
         default="samples",
-        help="the bundled Piper samples, or espeak-ng/Piper voices never tuned on",
+        help="the bundled Piper samples, or espeak-ng/Piper/Kokoro voices never tuned on",
     )
     turn.add_argument(
         "--half",

@@ -1,22 +1,27 @@
 """Utterances spoken by voices voicebot was never tuned on, for the turn-latency benchmark.
 
-espeak-ng voices (accents, speeds, a female variant) and the bundled Piper voice with
-its sampling noise on, saying questions, statements, requests, and sentences with a
-pause in the middle ("I'd like to book a table for ... four people"). Each text belongs
+espeak-ng voices (accents, speeds, a female variant), the bundled Piper voice with its
+sampling noise on, and two of the bundled Kokoro voices (Japanese voices reading
+English, one of them faster), saying questions, statements, requests, and sentences with
+a pause in the middle ("I'd like to book a table for ... four people"). Each text belongs
 to one half: `tune` (thresholds may be adjusted on it) or `heldout` (figures are
 reported on it and nothing is tuned on it). Generated at run time, never stored.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
-import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from voicebot.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from kokoro_onnx import Kokoro
 
 Half = Literal["tune", "heldout"]
 Kind = Literal["question", "statement", "request", "paused"]
@@ -61,15 +66,24 @@ VOICES: tuple[tuple[str, str, int], ...] = (
     ("espeak-us-fast", "en-us+m3", 195),
     ("piper-noisy", "piper", 0),
 )
+# (id, "kokoro:" + bundled Kokoro voice, speed in percent): each text's third voice.
+KOKORO_VOICES: tuple[tuple[str, str, int], ...] = (
+    ("kokoro-male", "kokoro:jm_kumo", 100),
+    ("kokoro-female-fast", "kokoro:jf_nezumi", 115),
+)
 
 
 def utterances() -> list[tuple[Utterance, str]]:
-    """Every (utterance, voice id) pair: each text in two voices; texts alternate halves."""
+    """Every (utterance, voice id) pair: each text in two of `VOICES` and one of
+    `KOKORO_VOICES`; texts alternate halves."""
     pairs = []
     for i, (text, kind) in enumerate(_TEXTS):
         half: Half = "tune" if i % 2 == 0 else "heldout"
         after = text.split("|", 1)[1].strip() if "|" in text else ""
-        for voice in (VOICES[i % len(VOICES)], VOICES[(i + 3) % len(VOICES)]):
+        # Pairs of texts (one per half) alternate the Kokoro voices, the other way round
+        # in the second half of the list: each kind gets both voices in each half.
+        kokoro = KOKORO_VOICES[(i // 2 + i // 8) % len(KOKORO_VOICES)]
+        for voice in (VOICES[i % len(VOICES)], VOICES[(i + 3) % len(VOICES)], kokoro):
             name = f"{i:02d}-{voice[0]}"
             pairs.append((Utterance(name, text, kind, half, after), voice[0]))
     return pairs
@@ -78,7 +92,7 @@ def utterances() -> list[tuple[Utterance, str]]:
 def synthesise(folder: Path, half: Half | None = None) -> list[tuple[Utterance, str, Path]]:
     """Write the set (or one half of it) as WAV files into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    voices = {v[0]: v for v in VOICES}
+    voices = {v[0]: v for v in VOICES + KOKORO_VOICES}
     out = []
     for utterance, voice_id in utterances():
         if half is not None and utterance.half != half:
@@ -92,9 +106,12 @@ def synthesise(folder: Path, half: Half | None = None) -> list[tuple[Utterance, 
 
 
 def speak(text: str, voice: str, speed: int, path: Path) -> None:
-    """Write `text` said by an espeak-ng voice (or "piper", the bundled voice) to `path`."""
+    """Write `text` said by an espeak-ng voice ("piper": the bundled Piper voice;
+    "kokoro:<voice>": a bundled Kokoro voice at `speed` percent) to `path`."""
     if voice == "piper":
         _piper(text, path)
+    elif voice.startswith("kokoro:"):
+        _kokoro(text, voice.removeprefix("kokoro:"), speed / 100, path)
     else:
         _espeak(text, voice, speed, path)
 
@@ -116,6 +133,7 @@ def _espeak(text: str, voice: str, speed: int, path: Path) -> None:
 
 def _piper(text: str, path: Path) -> None:
     import numpy as np
+    import soundfile as sf
     from piper import PiperVoice
     from piper.config import SynthesisConfig
 
@@ -132,9 +150,45 @@ def _piper(text: str, path: Path) -> None:
         pcm = b"".join(c.audio_int16_bytes for c in voice.synthesize(piece.strip(), varied))
         parts.append(np.frombuffer(pcm, np.int16))
         parts.append(np.zeros(int(0.7 * rate), np.int16))
-    audio = np.concatenate(parts[:-1])
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(audio.tobytes())
+    sf.write(path, np.concatenate(parts[:-1]), rate, subtype="PCM_16")
+
+
+def _kokoro(text: str, voice: str, speed: float, path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    kokoro = _kokoro_model()
+    if voice not in kokoro.voices:
+        raise InputError(f"{voice!r} is not a bundled Kokoro voice ({', '.join(kokoro.voices)})")
+    parts, rate = [], 24000
+    for piece in text.split("|"):
+        audio, rate = kokoro.create(piece.strip(), voice=voice, lang="en-us", speed=speed)
+        parts.append(_without_edge_silence(audio))
+        # The pause is 700 ms of silence between the words, as in the other voices.
+        parts.append(np.zeros(int(0.7 * rate), np.float32))
+    sf.write(path, np.concatenate(parts[:-1]), rate, subtype="PCM_16")
+
+
+@functools.cache
+def _kokoro_model() -> Kokoro:
+    from voicebot.config import Settings
+
+    try:
+        from voicebot.providers.tts import kokoro
+
+        return kokoro.SPEC.load(Settings())
+    except ImportError as e:
+        raise InputError(
+            "the unseen-voice set needs Kokoro: pip install 'voicebot[kokoro]' "
+            "(./quick_start.sh installs it)"
+        ) from e
+
+
+def _without_edge_silence(audio: np.ndarray) -> np.ndarray:
+    """`audio` (float, -1..1) without the silence Kokoro puts before and after the words."""
+    import numpy as np
+
+    from voicebot.audio.pcm import SILENCE_THRESHOLD
+
+    loud = np.flatnonzero(np.abs(audio) * 32767 > SILENCE_THRESHOLD)
+    return audio[loud[0] : loud[-1] + 1] if loud.size else audio
