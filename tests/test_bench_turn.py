@@ -9,6 +9,7 @@ import pytest
 
 from voicebot.audio.pcm import voiced_samples
 from voicebot.bench.turn import summarise, turn_record
+from voicebot.errors import InputError
 from voicebot.tools import voice_set
 from voicebot.tools.client import TurnResult
 
@@ -121,3 +122,7 @@ def test_the_unseen_set_is_spoken(tmp_path) -> None:  # type: ignore[no-untyped-
             # fading end of a word (0.61-0.71 s of it), Piper adds its own silence.
             voiced = voiced_samples((audio * 32767).astype(np.int16))
             assert 0.6 <= np.diff(voiced).max() / rate < 1.0, utterance.name
+    assert {v for _, v, _ in spoken} >= {v for v, _, _ in voice_set.KOKORO_VOICES}
+    # A Kokoro voice that is not bundled is named in the error, with the ones that are.
+    with pytest.raises(InputError, match="jm_kumo"):
+        voice_set.speak("Hello there.", "kokoro:af_heart", 100, tmp_path / "x.wav")
