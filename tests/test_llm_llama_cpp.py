@@ -155,26 +155,57 @@ def test_the_model_judges_which_words_end_a_sentence(models: SharedModels) -> No
 def test_a_reply_after_the_judgement_is_the_reply_without_it(
     models: SharedModels, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The judgement reads the chat up to the last words; the reply goes on from there in
-    llama.cpp's cache and is the same, token for token (greedy sampling)."""
+    """The judgement reads the reply's whole prompt, keeping the logits at the last word:
+    the reply then finds its prompt in llama.cpp's cache, reads nothing more, and is the
+    same, token for token (greedy sampling). A prompt longer than one batch is read in
+    two."""
     model = models.model("llm", "llama_cpp")
-    messages = _chat("Can you tell me a joke about cats?")
-    with model.lock:
-        model.llama.reset()
-    plain = _reply(model, messages)
-    with model.lock:
-        model.llama.reset()
-        assert model.sentence_end_probability(messages) is not None
-        judged = model.llama.n_tokens
-    read: list[int] = []
-    original = model.llama.eval
+    llama = model.llama
+    long_history = [
+        {"role": "user", "content": f"Note {i}: the blue box holds {i} red marbles."}
+        for i in range(60)
+    ]
+    for messages in (_chat("Can you tell me a joke about cats?"), [*long_history, *_chat("Hi!")]):
+        with model.lock:
+            llama.reset()
+        plain = _reply(model, messages)
+        with model.lock:
+            llama.reset()
+            assert model.sentence_end_probability(messages) is not None
+            judged = llama.n_tokens
+        read: list[int] = []
+        original = llama.eval
 
-    def eval_counted(tokens: Any) -> None:
-        read.append(len(tokens))
-        original(tokens)
+        def eval_counted(tokens: Any, original: Any = original, read: Any = read) -> None:
+            read.append(len(tokens))
+            original(tokens)
 
-    monkeypatch.setattr(model.llama, "eval", eval_counted)
-    assert _reply(model, messages) == plain
-    # The reply read only the prompt after the judged words (". <|im_end|> ..."), then
-    # one token at a time.
-    assert judged > 10 and 0 < read[0] < 10, (judged, read[:3])
+        monkeypatch.setattr(llama, "eval", eval_counted)
+        assert _reply(model, messages) == plain
+        monkeypatch.undo()
+        # The reply sampled its first token from the judgement's pass, then read one
+        # token at a time.
+        assert judged > 10 and read[0] == 0 and set(read[1:]) == {1}, (judged, read[:3])
+    assert judged > llama.n_batch
+
+
+def test_the_judgement_is_what_the_words_alone_give(models: SharedModels) -> None:
+    """Read in one pass with the rest of the prompt, the last word's next-token
+    probabilities are those of the words read alone."""
+    import numpy as np
+    from llama_cpp import llama_get_logits_ith
+
+    model = models.model("llm", "llama_cpp")
+    llama = model.llama
+    messages = _chat("Please set an alarm for seven in the morning.")
+    with model.lock:
+        llama.reset()
+        together = model.sentence_end_probability(messages)
+        prompts = model._prompts(messages)
+        assert prompts is not None and together is not None
+        llama.reset()
+        llama.eval(llama.tokenize(prompts[0].encode(), add_bos=True, special=True))
+        logits = np.ctypeslib.as_array(llama_get_logits_ith(llama.ctx, -1), (llama.n_vocab(),))
+    odds = np.exp(logits - logits.max())
+    alone = float(odds[model._sentence_end_tokens()].sum() / odds.sum())
+    assert together == pytest.approx(alone, rel=1e-3, abs=1e-4)

@@ -10,9 +10,9 @@ bundled SmolLM2 (`voicebot bench sentence-ends`: sentences written for this chec
 apart from the benchmark's voice set).
 
 The probability is read while the LLM answers a pause's transcript speculatively
-(turns/speculative.py): the prompt up to the last word is read first, its next-token
-probabilities give the figure, and the reply goes on from there, so the check costs one
-short extra read of the prompt. `SentenceEnds` carries the figure from the LLM's worker
+(turns/speculative.py): the reply's prompt is read in one pass that keeps the next-token
+probabilities at the last word as well as at the end, so the check costs no extra read
+(providers/llm/llama_cpp.py). `SentenceEnds` carries the figure from the LLM's worker
 thread to the session's turn strategies: a transcript that reads complete and is judged
 to end a sentence ends the turn without waiting for smart-turn, at the shorter
 `turn.sentence_end_secs` floor (0.8 s) instead of `turn.min_silence_secs` (0.9 s): see
