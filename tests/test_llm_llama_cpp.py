@@ -192,9 +192,6 @@ def test_a_reply_after_the_judgement_is_the_reply_without_it(
 def test_the_judgement_is_what_the_words_alone_give(models: SharedModels) -> None:
     """Read in one pass with the rest of the prompt, the last word's next-token
     probabilities are those of the words read alone."""
-    import numpy as np
-    from llama_cpp import llama_get_logits_ith
-
     model = models.model("llm", "llama_cpp")
     llama = model.llama
     messages = _chat("Please set an alarm for seven in the morning.")
@@ -205,7 +202,5 @@ def test_the_judgement_is_what_the_words_alone_give(models: SharedModels) -> Non
         assert prompts is not None and together is not None
         llama.reset()
         llama.eval(llama.tokenize(prompts[0].encode(), add_bos=True, special=True))
-        logits = np.ctypeslib.as_array(llama_get_logits_ith(llama.ctx, -1), (llama.n_vocab(),))
-    odds = np.exp(logits - logits.max())
-    alone = float(odds[model._sentence_end_tokens()].sum() / odds.sum())
+        alone = model.sentence_end_odds(-1)
     assert together == pytest.approx(alone, rel=1e-3, abs=1e-4)

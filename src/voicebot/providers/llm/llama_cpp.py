@@ -204,8 +204,7 @@ class LlamaCppModel:
         ~40 ms on 2 vCPU). Where the prompt's tokens do not begin with the words' tokens,
         only the words are read, and the reply reads the rest. Call it holding `lock`.
         """
-        import numpy as np
-        from llama_cpp import Llama, llama_get_logits_ith
+        from llama_cpp import Llama
 
         prompts = self._prompts(messages)
         if prompts is None:
@@ -226,9 +225,16 @@ class LlamaCppModel:
             llama.eval(tokens[kept:last])
         with _logits_kept_at(llama, at - last):
             llama.eval(tokens[last:])
-        logits = np.ctypeslib.as_array(
-            llama_get_logits_ith(llama.ctx, at - last), (llama.n_vocab(),)
-        )
+        return self.sentence_end_odds(at - last)
+
+    def sentence_end_odds(self, index: int) -> float:
+        """How likely the next token after the last batch's token `index` (-1: the last)
+        ends a sentence, from the logits llama.cpp kept for it."""
+        import numpy as np
+        from llama_cpp import llama_get_logits_ith
+
+        llama = self.llama
+        logits = np.ctypeslib.as_array(llama_get_logits_ith(llama.ctx, index), (llama.n_vocab(),))
         odds = np.exp(logits - logits.max())
         return float(odds[self._sentence_end_tokens()].sum() / odds.sum())
 
