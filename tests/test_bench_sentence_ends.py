@@ -38,3 +38,6 @@ def test_paused_words_stay_below_the_threshold_and_most_finished_ones_reach_it(
     assert summary["going_on_at_threshold"] == 0, summary["going_on_highest"]
     # Measured: 27 of 30; a finished one below it only waits the usual floor.
     assert summary["finished_at_threshold"] >= 24
+    # The sure tier: none that goes on (the highest is a tenth of it); measured: 23 of 30.
+    assert summary["going_on_at_sure_threshold"] == 0
+    assert summary["finished_at_sure_threshold"] >= 18

@@ -135,6 +135,7 @@ async def _converse(
     vad_lag_limit_secs: float = 5.0,
     sentence_ends: SentenceEnds | None = None,
     sentence_end_secs: float = 0.0,
+    sure_sentence_end_secs: float | None = None,
     llm: Any = None,
     tts: TTSService | None = None,
 ) -> tuple[Heard, Any, LLMContext, SpeculativeUserTurnStopStrategy]:
@@ -151,6 +152,7 @@ async def _converse(
         vad_lag_limit_secs=vad_lag_limit_secs,
         sentence_ends=sentence_ends,
         sentence_end_secs=sentence_end_secs,
+        sure_sentence_end_secs=sure_sentence_end_secs,
     )
     context = LLMContext()
     pair = LLMContextAggregatorPair(
@@ -362,10 +364,17 @@ class JudgingLocalLLM(WordsLocalLLM):
 
 
 async def _pause_after(
-    text: str, llm: WordsLocalLLM, ends: SentenceEnds | None, *, smart_turn_ends: bool = False
+    text: str,
+    llm: WordsLocalLLM,
+    ends: SentenceEnds | None,
+    *,
+    smart_turn_ends: bool = False,
+    sentence_end_secs: float = 0.3,
+    sure_sentence_end_secs: float | None = None,
 ) -> tuple[Snapshot | None, str]:
-    """What was spoken 0.6 s into the pause, and by the end; with `smart_turn_ends`,
-    smart-turn judged the pause finished once the words were in."""
+    """What was spoken 0.6 s into the pause, and by the end (the floor for other words:
+    1 s); with `smart_turn_ends`, smart-turn judged the pause finished once the words
+    were in."""
     heard, *_ = await _converse(
         [
             VADUserStartedSpeakingFrame(),
@@ -378,7 +387,8 @@ async def _pause_after(
         ],
         min_silence_secs=1.0,
         sentence_ends=ends,
-        sentence_end_secs=0.3,
+        sentence_end_secs=sentence_end_secs,
+        sure_sentence_end_secs=sure_sentence_end_secs,
         llm=llm,
     )
     return heard.snapshot, _spoken(heard.frames)
@@ -397,6 +407,24 @@ async def test_words_the_llm_judges_to_end_a_sentence_end_the_turn_at_the_shorte
     assert going_on is not None and going_on.spoken == "", "ended before `min_silence_secs`"
     assert llm.judged == ["Where is the bakery?", "Remind me to water."]
     assert (ends.judged, ends.ended) == (2, 1)
+
+
+async def test_words_the_llm_is_sure_end_a_sentence_end_the_turn_at_the_shortest_floor() -> None:
+    """A probability at `sure_threshold` (0.25) holds the turn to `sure_sentence_end_secs`
+    (0.3 s); one above `threshold` only to `sentence_end_secs` (0.9 s, past the probe)."""
+    llm = JudgingLocalLLM({"Where is the bakery?": 0.6, "Please call my mother.": 0.1})
+    ends = SentenceEnds(threshold=0.08, sure_threshold=0.25)
+    llm.sentence_end = ends
+    sure, _ = await _pause_after(
+        "Where is the bakery?", llm, ends, sentence_end_secs=0.9, sure_sentence_end_secs=0.3
+    )
+    assert sure is not None and sure.spoken.split() == REPLY.split()
+    likely, spoken = await _pause_after(
+        "Please call my mother.", llm, ends, sentence_end_secs=0.9, sure_sentence_end_secs=0.3
+    )
+    assert likely is not None and likely.spoken == "", "ended before `sentence_end_secs`"
+    assert spoken.split() == REPLY.split()
+    assert (ends.judged, ends.ended, ends.surely_ended) == (2, 2, 1)
 
 
 async def test_words_whisper_may_have_added_at_a_pause_wait_for_the_usual_floor() -> None:
@@ -759,13 +787,16 @@ def test_the_llm_judges_sentence_ends_only_when_a_shorter_floor_uses_it() -> Non
     extra read of the prompt)."""
     one_floor = Settings.model_validate({"turn": {"sentence_end_secs": 0.9}})
     assert judge_sentence_ends(one_floor, JudgingLocalLLM({})) is None
-    assert judge_sentence_ends(Settings(), JudgingLocalLLM({})) is not None
+    default = judge_sentence_ends(Settings(), JudgingLocalLLM({}))
+    assert default is not None and default.sure_threshold == 0.25
     shorter = Settings.model_validate({"turn": {"sentence_end_secs": 0.6}})
     assert judge_sentence_ends(shorter, WordsLocalLLM(reply=REPLY)) is None  # cannot judge
     llm = JudgingLocalLLM({})
     ends = judge_sentence_ends(shorter, llm)
     assert ends is not None and llm.sentence_end is ends
     assert ends.threshold == shorter.turn.sentence_end_probability
+    # The sure floor (0.6 s) is not below this one: no sure tier.
+    assert ends.sure_threshold is None
     unspeculative = Settings.model_validate(
         {"turn": {"sentence_end_secs": 0.6, "speculative": False}}
     )

@@ -105,6 +105,24 @@ def test_the_llm_judging_words_that_may_be_added_at_a_pause_does_not_count() -> 
     assert ends.ends("I need a gift.")
 
 
+def test_words_surely_end_a_sentence_only_at_the_sure_threshold() -> None:
+    """Two tiers: at `threshold` the words end a sentence, at `sure_threshold` surely;
+    without that tier nothing is sure, and a sure threshold below the other is raised."""
+    ends = SentenceEnds(threshold=0.08, sure_threshold=0.25)
+    ends.publish("Please call my mother.", 0.1)
+    assert ends.ends("Please call my mother.")
+    assert not ends.ends("Please call my mother.", surely=True)
+    ends.publish("Where is the bakery?", 0.6)
+    assert ends.ends("Where is the bakery?", surely=True)
+    ends.publish("I need a gift for it.", 0.9)
+    assert not ends.ends("I need a gift for it.", surely=True)
+    assert (ends.judged, ends.ended, ends.surely_ended) == (3, 3, 2)
+    plain = SentenceEnds(threshold=0.08)
+    plain.publish("Where is the bakery?", 0.6)
+    assert plain.ends("Where is the bakery?") and not plain.ends("Where is the bakery?", surely=True)
+    assert SentenceEnds(threshold=0.3, sure_threshold=0.1).sure_threshold == 0.3
+
+
 def _transcript(text: str) -> TranscriptionFrame:
     return TranscriptionFrame(text=text, user_id="user", timestamp="now")
 

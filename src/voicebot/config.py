@@ -361,6 +361,11 @@ class TurnSettings(_Section):
     # judged.
     sentence_end_secs: float = Field(0.8, ge=0.0)
     sentence_end_probability: float = Field(0.08, gt=0.0, le=1.0)
+    # A shorter floor still for words the LLM is sure end a sentence (probability at
+    # least `sure_sentence_end_probability`: none of `voicebot bench sentence-ends`'s
+    # words that go on came within a tenth of it). At or above `sentence_end_secs`: off.
+    sure_sentence_end_secs: float = Field(0.6, ge=0.0)
+    sure_sentence_end_probability: float = Field(0.25, gt=0.0, le=1.0)
     # The floor is counted from the last voiced audio (louder than -40 dBFS) when the
     # speech before the pause reached that level; otherwise from the VAD's silence, which
     # starts ~0.1 s later (Pipecat smooths the volume, Silero's confidence falls slowly).

@@ -164,6 +164,7 @@ def _turn_stop_strategies(
                 watch_audio=pauses.watch if pauses else None,
                 sentence_ends=sentence_ends,
                 sentence_end_secs=settings.turn.sentence_end_secs,
+                sure_sentence_end_secs=settings.turn.sure_sentence_end_secs,
             )
         ]
     return [*meaning, pause]
@@ -177,7 +178,10 @@ def judge_sentence_ends(settings: Settings, llm: object) -> SentenceEnds | None:
         return None
     if not (isinstance(llm, LocalLLMService) and llm.judges_sentence_ends):
         return None
-    llm.sentence_end = SentenceEnds(turn.sentence_end_probability)
+    sure = turn.sure_sentence_end_secs < turn.sentence_end_secs
+    llm.sentence_end = SentenceEnds(
+        turn.sentence_end_probability, turn.sure_sentence_end_probability if sure else None
+    )
     return llm.sentence_end
 
 

@@ -1,11 +1,12 @@
 """`voicebot bench sentence-ends`: how well the LLM tells finished words from a pause.
 
 The turn-end floor is shorter for words the LLM judges to end a sentence
-(turns/sentence_end.py, `turn.sentence_end_probability`). The threshold was chosen on
+(turns/sentence_end.py, `turn.sentence_end_probability`), and shorter still for words it
+is sure of (`turn.sure_sentence_end_probability`). The thresholds were chosen on
 these sentences, written for this check and kept apart from the benchmark's voice set
 (tools/voice_set.py): finished requests and questions, and the same kind of words cut
 where people pause. The report gives every probability, how many of each kind reach the
-threshold, and the time one judgement takes.
+thresholds, and the time one judgement takes.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def run_sentence_ends_bench(settings: Settings, output: Path) -> dict[str, Any]:
     models = SharedModels.load(settings, stages=("llm",))
     model = models.model("llm", "llama_cpp")
     threshold = settings.turn.sentence_end_probability
+    sure = settings.turn.sure_sentence_end_probability
     rows: list[dict[str, Any]] = []
     took_ms: list[float] = []
     for kind, texts in (("finished", FINISHED), ("going_on", GOING_ON)):
@@ -138,13 +140,16 @@ def run_sentence_ends_bench(settings: Settings, output: Path) -> dict[str, Any]:
         **report_header("sentence-ends"),
         "model": model.name,
         "threshold": threshold,
+        "sure_threshold": sure,
         "summary": {
             "finished": len(finished),
             "finished_at_threshold": sum(p >= threshold for p in finished),
             "finished_lowest": min(finished, default=None),
+            "finished_at_sure_threshold": sum(p >= sure for p in finished),
             "going_on": len(going_on),
             "going_on_at_threshold": sum(p >= threshold for p in going_on),
             "going_on_highest": max(going_on, default=None),
+            "going_on_at_sure_threshold": sum(p >= sure for p in going_on),
             "judgement_ms_median": round(statistics.median(took_ms), 1),
         },
         "sentences": rows,

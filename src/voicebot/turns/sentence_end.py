@@ -15,7 +15,9 @@ probabilities at the last word as well as at the end, so the check costs no extr
 (providers/llm/llama_cpp.py). `SentenceEnds` carries the figure from the LLM's worker
 thread to the session's turn strategies: a transcript that reads complete and is judged
 to end a sentence ends the turn without waiting for smart-turn, at the shorter
-`turn.sentence_end_secs` floor (0.8 s) instead of `turn.min_silence_secs` (0.9 s): see
+`turn.sentence_end_secs` floor (0.8 s) instead of `turn.min_silence_secs` (0.9 s), or at
+`turn.sure_sentence_end_secs` (0.6 s) when the probability reaches
+`turn.sure_sentence_end_probability` (0.25, ten times the highest of those 45): see
 README_PIPECAT.md, "Words the LLM judges finished".
 
 Words that end on an object pronoun right after a preposition ("I need a gift for it.")
@@ -66,20 +68,25 @@ class SentenceEnds:
     with `loop.call_soon_threadsafe(publish, ...)`, and waiters wake at once.
     """
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, sure_threshold: float | None = None) -> None:
         self.threshold = threshold
+        # Words at or above it surely end a sentence (an even shorter floor); None: no
+        # such tier.
+        self.sure_threshold = None if sure_threshold is None else max(sure_threshold, threshold)
         self._key = ""
         self._probability: float | None = None
         # Set (and replaced) at every judgement: wakes whoever waits for one.
         self._next_judgement = asyncio.Event()
-        # Judgements made, and how many said the words end a sentence.
+        # Judgements made, how many said the words end a sentence, and how many surely.
         self.judged = 0
         self.ended = 0
+        self.surely_ended = 0
 
     def publish(self, text: str, probability: float) -> None:
         self._key, self._probability = _key(text), probability
         self.judged += 1
         self.ended += probability >= self.threshold
+        self.surely_ended += self.sure_threshold is not None and probability >= self.sure_threshold
         made, self._next_judgement = self._next_judgement, asyncio.Event()
         made.set()
 
@@ -87,13 +94,15 @@ class SentenceEnds:
         """The probability for exactly these words, or None when they were not judged."""
         return self._probability if self._key == _key(text) else None
 
-    def ends(self, text: str) -> bool:
-        """Whether the LLM judged `text` to end a sentence (False when not judged yet, and
-        for words Whisper may have added at a pause: `may_be_added_at_a_pause`)."""
-        if may_be_added_at_a_pause(text):
+    def ends(self, text: str, *, surely: bool = False) -> bool:
+        """Whether the LLM judged `text` to end a sentence, or with `surely` to surely
+        end one (`sure_threshold`; False without that tier). False when not judged yet,
+        and for words Whisper may have added at a pause (`may_be_added_at_a_pause`)."""
+        threshold = self.sure_threshold if surely else self.threshold
+        if threshold is None or may_be_added_at_a_pause(text):
             return False
         probability = self.probability(text)
-        return probability is not None and probability >= self.threshold
+        return probability is not None and probability >= threshold
 
     async def until_ends(self, words: Callable[[], str], timeout_s: float) -> bool:
         """Wait up to `timeout_s` for the LLM to judge that `words()` (read again at each

@@ -80,7 +80,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
 
     `sentence_ends`, when given, tells whether the LLM answering the words judged them to
     end a sentence (turns/sentence_end.py); such a turn is held to the shorter
-    `sentence_end_secs` instead. The judgement comes with the speculative reply's first
+    `sentence_end_secs` instead, or to `sure_sentence_end_secs` when the LLM is sure. The judgement comes with the speculative reply's first
     read of the prompt; a held decision looks again at least every `RECHECK_S`.
     """
 
@@ -96,6 +96,7 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         vad_lag_limit_secs: float = VAD_LAG_LIMIT_S,
         sentence_ends: SentenceEnds | None = None,
         sentence_end_secs: float = 0.0,
+        sure_sentence_end_secs: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -103,6 +104,10 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         self._min_silence_s = min_silence_secs
         self._sentence_ends = sentence_ends
         self._sentence_end_s = min(sentence_end_secs, min_silence_secs)
+        self._sure_sentence_end_s = min(
+            self._sentence_end_s if sure_sentence_end_secs is None else sure_sentence_end_secs,
+            self._sentence_end_s,
+        )
         self._goes_on_s = max(goes_on_secs, min_silence_secs)
         self._hearing_voice = hearing_voice or (lambda: False)
         self._speech_stopped_at = 0.0
@@ -244,6 +249,8 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
         if plainly_goes_on(text):
             return self._goes_on_s
         if self._sentence_ends is not None and self._sentence_ends.ends(text):
+            if self._sentence_ends.ends(text, surely=True):
+                return self._sure_sentence_end_s
             return self._sentence_end_s
         return self._min_silence_s
 
