@@ -8,13 +8,15 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.benchmark.classic_loop import split_reply
 from tests.helpers import VOICEBOT, hear, tweak_whisper
-from voicebot.bench.loop import run_loop_bench, table
+from voicebot.bench import loop
+from voicebot.bench.loop import Options, measure_systems, run_loop_bench, table
 from voicebot.bench.systems import ProcessTree, RunningSystem, loop_env
 from voicebot.config import Settings
 from voicebot.errors import InputError
@@ -65,6 +67,46 @@ def test_the_process_tree_counts_this_process() -> None:
 def test_a_system_that_failed_is_shown_as_failed_in_the_table() -> None:
     text = table({"stock": {"error": "TimeoutError: not healthy within 300 s"}})
     assert "stock" in text and "error: TimeoutError" in text
+
+
+async def test_interleaved_systems_hear_each_utterance_in_a_rotating_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Interleaved: every system hears every utterance, each goes first as often as the
+    others, and a system that did not start hears none and is reported as failed."""
+    heard: list[tuple[str, str]] = []
+    stopped: list[str] = []
+
+    async def start(self: loop.SystemUnderTest, options: Options, warmup: list[Any]) -> None:
+        if self.system == "stock":
+            self.error = {"error": "TimeoutError: not healthy within 300 s"}
+
+    async def speak(self: loop.SystemUnderTest, item: Any, options: Options) -> None:
+        heard.append((item[0], self.system))
+
+    async def stop(self: loop.SystemUnderTest) -> None:
+        stopped.append(self.system)
+
+    monkeypatch.setattr(loop.SystemUnderTest, "start", start)
+    monkeypatch.setattr(loop.SystemUnderTest, "speak", speak)
+    monkeypatch.setattr(loop.SystemUnderTest, "stop", stop)
+    spoken = [(f"u{i}", np.zeros(1, np.int16), {}) for i in range(4)]
+    results = await measure_systems(
+        ["voicebot", "stock", "loop"], Settings(), spoken, Options(warmup_turns=0, interleave=True)
+    )
+    assert heard == [
+        ("u0", "voicebot"), ("u0", "loop"),
+        ("u1", "loop"), ("u1", "voicebot"),
+        ("u2", "voicebot"), ("u2", "loop"),
+        ("u3", "loop"), ("u3", "voicebot"),
+    ]  # fmt: skip
+    assert results["stock"] == {"error": "TimeoutError: not healthy within 300 s"}
+    assert results["voicebot"]["turns"] == 0 and sorted(stopped) == ["loop", "stock", "voicebot"]
+    # The default: one system after another, each stopped before the next starts.
+    heard.clear()
+    stopped.clear()
+    await measure_systems(["loop", "voicebot"], Settings(), spoken[:2], Options(warmup_turns=0))
+    assert heard == [("u0", "loop"), ("u1", "loop"), ("u0", "voicebot"), ("u1", "voicebot")]
 
 
 @pytest.fixture

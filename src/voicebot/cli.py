@@ -217,6 +217,11 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="more cold starts per system, taking turns, for a median start-to-warm (default 0)",
     )
+    loop.add_argument(
+        "--interleave",
+        action="store_true",
+        help="all systems up at once, each utterance spoken to each in a rotating order",
+    )
     loop.add_argument("--turn-timeout", type=float, default=60.0, help="seconds (default 60)")
     loop.add_argument("--start-timeout", type=float, default=300.0, help="seconds (default 300)")
     loop.add_argument("--output", type=Path, default=Path("bench-results/loop.json"))
@@ -467,6 +472,7 @@ def _bench_loop(args: argparse.Namespace) -> int:
                 start_timeout_s=args.start_timeout,
                 warmup_turns=max(0, args.warmup),
                 starts=max(0, args.starts),
+                interleave=args.interleave,
             ),
             config_file=args.config,
         )

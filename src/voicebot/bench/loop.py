@@ -1,7 +1,9 @@
 """`voicebot bench loop`: voicebot beside a hand-written loop and a stock Pipecat bot.
 
-Each system runs as its own server process on a free loopback port, one after another,
-and hears the same utterances through the same client (`run_turn`, as `bench turn`).
+Each system runs as its own server process on a free loopback port, one after another
+(or, with `interleave`, all up at once, each utterance spoken to each in a rotating
+order), and hears the same utterances through the same client (`run_turn`, as `bench
+turn`).
 Per system: start-to-warm (process start to its first session's `ready`), turn latency
 (median, p90), CPU seconds per turn and RSS (peak, final) of the server's process tree.
 One start is one sample of a figure that varies by ±0.5 s on a small machine: `starts`
@@ -48,6 +50,9 @@ class Options:
     warmup_turns: int = 1
     # Cold starts per system besides the one its turns are measured on.
     starts: int = 0
+    # All systems up at once, each utterance spoken to each in a rotating order, instead
+    # of one system after another (measure_systems).
+    interleave: bool = False
 
 
 async def _speak(url: str, spoken: Spoken, timeout_s: float) -> dict[str, Any]:
@@ -74,62 +79,133 @@ async def _sample_rss(tree: ProcessTree, peak: list[int]) -> None:
         await asyncio.sleep(0.25)
 
 
-async def measure_system(
-    system: str,
+# After each turn the server finishes with the session (its CPU is still counted) before
+# the next turn, to it or to another system.
+SETTLE_S = 1.0
+
+
+class SystemUnderTest:
+    """One system's server, started once and spoken to a turn at a time."""
+
+    def __init__(self, system: str, settings: Settings, config_file: Path | None) -> None:
+        self.system = system
+        self._settings = settings
+        self._config_file = config_file
+        self._running: RunningSystem | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self._peak = [0]
+        self._warm_s = self._warm_cpu_s = self._cpu_s = 0.0
+        self._final_rss = 0
+        self.turns: list[dict[str, Any]] = []
+        self.error: dict[str, Any] | None = None
+
+    async def start(self, options: Options, warmup: list[Spoken]) -> None:
+        """Start the server, wait until it is warm, and speak the unmeasured turns."""
+        running = self._running = RunningSystem(self.system, self._settings, self._config_file)
+        self._sampler = asyncio.create_task(_sample_rss(running.tree, self._peak))
+        try:
+            self._warm_s = await running.wait_warm(options.start_timeout_s)
+            self._warm_cpu_s = running.tree.cpu_s()
+            for item in warmup:
+                await _speak(running.ws_url, item, options.turn_timeout_s)
+        except (TimeoutError, RuntimeError, OSError, websockets.WebSocketException) as e:
+            self.error = {
+                "description": describe(self.system),
+                "error": f"{type(e).__name__}: {e}",
+                "log_tail": running.log_tail(),
+            }
+            await self.stop()
+
+    async def speak(self, item: Spoken, options: Options) -> None:
+        """One measured turn; the server's CPU is counted until it has settled after it."""
+        assert self._running is not None and self.error is None
+        before = self._running.tree.cpu_s()
+        self.turns.append(await _speak(self._running.ws_url, item, options.turn_timeout_s))
+        print(json.dumps({"system": self.system, **self.turns[-1]}), flush=True)
+        await asyncio.sleep(SETTLE_S)
+        self._cpu_s += self._running.tree.cpu_s() - before
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
+        if self._running is not None:
+            running, self._running = self._running, None
+            self._peak[0] = max(self._peak[0], running.tree.rss_bytes())
+            self._final_rss = running.tree.rss_bytes()
+            await asyncio.to_thread(running.stop)
+
+    def result(self) -> dict[str, Any]:
+        if self.error is not None:
+            return self.error
+        turns = self.turns
+        answered = [t for t in turns if t["answered"]]
+        # Latency is reported over the turns answered after the person finished.
+        timed = [t for t in answered if not t["cut_off"]]
+        return {
+            "description": describe(self.system),
+            "start_to_warm_s": round(self._warm_s, 2),
+            "cpu_s_to_warm": round(self._warm_cpu_s, 2),
+            "turn_latency_ms": summarise(timed)["turn_latency_ms"],
+            "cpu_s_per_turn": round(self._cpu_s / max(1, len(turns)), 2),
+            # CPU per turn includes writing and speaking the whole reply: systems whose
+            # replies run longer (or that answer a pause's first half too) spend more on it.
+            "reply_audio_s_per_turn": round(
+                sum(t.get("reply_audio_s") or 0.0 for t in turns) / max(1, len(turns)), 2
+            ),
+            "rss_mib": {
+                "peak": round(self._peak[0] / 2**20, 1),
+                "final": round(self._final_rss / 2**20, 1),
+            },
+            "turns": len(turns),
+            "answered": len(answered),
+            "unanswered": len(turns) - len(answered),
+            "cut_off": sum(bool(t.get("cut_off")) for t in turns),
+            # How many turns the latency figures are over: answered, and not cut off.
+            "timed_turns": len(timed),
+            "per_turn": turns,
+        }
+
+
+async def measure_systems(
+    systems: list[str],
     settings: Settings,
     spoken: list[Spoken],
     options: Options,
     config_file: Path | None = None,
-) -> dict[str, Any]:
-    """Start `system`, speak every utterance to it, and stop it."""
-    running = RunningSystem(system, settings, config_file)
-    peak = [0]
-    sampler = asyncio.create_task(_sample_rss(running.tree, peak))
+) -> dict[str, dict[str, Any]]:
+    """Speak every utterance to every system, one system after another: each starts,
+    hears them all and stops before the next starts.
+
+    On a 2 vCPU VM the system measured first was the slower (its Whisper ~50-60 ms
+    slower), whichever it was. With `options.interleave` the systems start one after
+    another and stay up, and each utterance is spoken to all of them in an order that
+    rotates, so each goes first as often as the others. Every system was then slower than
+    measured alone (Whisper ~60 ms; perhaps each turn finds its server's data out of the
+    CPU caches, the others having run in between).
+    """
+    under_test = [SystemUnderTest(s, settings, config_file) for s in systems]
+    warmup = spoken[: options.warmup_turns]
     try:
-        warm_s = await running.wait_warm(options.start_timeout_s)
-        warm_cpu_s = running.tree.cpu_s()
-        for item in spoken[: options.warmup_turns]:
-            await _speak(running.ws_url, item, options.turn_timeout_s)
-        cpu_before = running.tree.cpu_s()
-        turns = []
-        for item in spoken:
-            turns.append(await _speak(running.ws_url, item, options.turn_timeout_s))
-            print(json.dumps({"system": system, **turns[-1]}), flush=True)
-        cpu_s = running.tree.cpu_s() - cpu_before
-        final_rss = running.tree.rss_bytes()
-        peak[0] = max(peak[0], final_rss)
-    except (TimeoutError, RuntimeError, OSError, websockets.WebSocketException) as e:
-        return {
-            "description": describe(system),
-            "error": f"{type(e).__name__}: {e}",
-            "log_tail": running.log_tail(),
-        }
+        if not options.interleave:
+            for system in under_test:
+                await system.start(options, warmup)
+                if system.error is None:
+                    for item in spoken:
+                        await system.speak(item, options)
+                await system.stop()
+        else:
+            for system in under_test:
+                await system.start(options, warmup)
+            up = [s for s in under_test if s.error is None]
+            for i, item in enumerate(spoken):
+                k = i % max(1, len(up))
+                for system in up[k:] + up[:k]:
+                    await system.speak(item, options)
     finally:
-        sampler.cancel()
-        await asyncio.to_thread(running.stop)
-    answered = [t for t in turns if t["answered"]]
-    # Latency is reported over the turns answered after the person finished.
-    timed = [t for t in answered if not t["cut_off"]]
-    return {
-        "description": describe(system),
-        "start_to_warm_s": round(warm_s, 2),
-        "cpu_s_to_warm": round(warm_cpu_s, 2),
-        "turn_latency_ms": summarise(timed)["turn_latency_ms"],
-        "cpu_s_per_turn": round(cpu_s / max(1, len(turns)), 2),
-        # CPU per turn includes writing and speaking the whole reply: systems whose
-        # replies run longer (or that answer a pause's first half too) spend more on it.
-        "reply_audio_s_per_turn": round(
-            sum(t.get("reply_audio_s") or 0.0 for t in turns) / max(1, len(turns)), 2
-        ),
-        "rss_mib": {"peak": round(peak[0] / 2**20, 1), "final": round(final_rss / 2**20, 1)},
-        "turns": len(turns),
-        "answered": len(answered),
-        "unanswered": len(turns) - len(answered),
-        "cut_off": sum(bool(t.get("cut_off")) for t in turns),
-        # How many turns the latency figures are over: answered, and not cut off.
-        "timed_turns": len(timed),
-        "per_turn": turns,
-    }
+        for system in under_test:
+            await system.stop()
+    return {s.system: s.result() for s in under_test}
 
 
 async def run_loop_bench(
@@ -143,7 +219,7 @@ async def run_loop_bench(
     options: Options | None = None,
     config_file: Path | None = None,
 ) -> int:
-    """Measure each system in turn on the same utterances; write one JSON report."""
+    """Measure the systems side by side on the same utterances; write one JSON report."""
     unknown = [s for s in systems if base_system(s) not in SYSTEMS]
     if unknown or not systems:
         raise InputError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
@@ -152,7 +228,7 @@ async def run_loop_bench(
     for system in systems:
         variant_env(system)  # a bad setting is refused before anything starts
     options = options or Options()
-    # A terminated benchmark still stops the server it started (measure_system's finally).
+    # A terminated benchmark still stops the servers it started (measure_systems' finally).
     task = asyncio.current_task()
     if task is not None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -163,9 +239,7 @@ async def run_loop_bench(
     spoken = await asyncio.to_thread(spoken_set, settings, voices, half, turns or 10)
     if turns:
         spoken = spoken[:turns]
-    results = {}
-    for system in systems:
-        results[system] = await measure_system(system, settings, spoken, options, config_file)
+    results = await measure_systems(systems, settings, spoken, options, config_file)
     if options.starts:
         started = [s for s in systems if "error" not in results[s]]
         more = await cold_starts(started, settings, options, config_file)
