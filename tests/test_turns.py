@@ -119,7 +119,9 @@ def test_words_surely_end_a_sentence_only_at_the_sure_threshold() -> None:
     assert (ends.judged, ends.ended, ends.surely_ended) == (3, 3, 2)
     plain = SentenceEnds(threshold=0.08)
     plain.publish("Where is the bakery?", 0.6)
-    assert plain.ends("Where is the bakery?") and not plain.ends("Where is the bakery?", surely=True)
+    assert plain.ends("Where is the bakery?") and not plain.ends(
+        "Where is the bakery?", surely=True
+    )
     assert SentenceEnds(threshold=0.3, sure_threshold=0.1).sure_threshold == 0.3
 
 

@@ -80,8 +80,9 @@ class SpeculativeUserTurnStopStrategy(BaseUserTurnStopStrategy):
 
     `sentence_ends`, when given, tells whether the LLM answering the words judged them to
     end a sentence (turns/sentence_end.py); such a turn is held to the shorter
-    `sentence_end_secs` instead, or to `sure_sentence_end_secs` when the LLM is sure. The judgement comes with the speculative reply's first
-    read of the prompt; a held decision looks again at least every `RECHECK_S`.
+    `sentence_end_secs` instead, or to `sure_sentence_end_secs` when the LLM is sure.
+    The judgement comes with the speculative reply's first read of the prompt; a held
+    decision looks again at least every `RECHECK_S`.
     """
 
     def __init__(
