@@ -180,9 +180,8 @@ async def measure_systems(
     On a 2 vCPU VM the system measured first was the slower (its Whisper ~50-60 ms
     slower), whichever it was. With `options.interleave` the systems start one after
     another and stay up, and each utterance is spoken to all of them in an order that
-    rotates, so each goes first as often as the others. Every system was then slower than
-    measured alone (Whisper ~60 ms; perhaps each turn finds its server's data out of the
-    CPU caches, the others having run in between).
+    rotates, so each goes first as often as the others (README_PIPECAT.md, "Latency and benchmarks":
+    what it changed in two runs).
     """
     under_test = [SystemUnderTest(s, settings, config_file) for s in systems]
     warmup = spoken[: options.warmup_turns]
