@@ -131,8 +131,8 @@ class SystemUnderTest:
             self._sampler = None
         if self._running is not None:
             running, self._running = self._running, None
-            self._peak[0] = max(self._peak[0], running.tree.rss_bytes())
             self._final_rss = running.tree.rss_bytes()
+            self._peak[0] = max(self._peak[0], self._final_rss)
             await asyncio.to_thread(running.stop)
 
     def result(self) -> dict[str, Any]:
