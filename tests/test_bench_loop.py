@@ -69,6 +69,35 @@ def test_a_system_that_failed_is_shown_as_failed_in_the_table() -> None:
     assert "stock" in text and "error: TimeoutError" in text
 
 
+def test_cpu_per_turn_is_compared_at_one_reply_length() -> None:
+    """Two systems with the same costs but different reply lengths compare as equal."""
+
+    def turns(replies: list[float], per_turn: float, per_reply_s: float) -> list[dict[str, Any]]:
+        return [{"reply_audio_s": r, "cpu_s": per_turn + per_reply_s * r} for r in replies]
+
+    results: dict[str, dict[str, Any]] = {}
+    for system, replies in (("voicebot", [2.0, 4.0, 6.0]), ("loop", [8.0, 10.0, 12.0, None])):
+        per_turn = turns([r or 0.0 for r in replies], 1.5, 0.1)
+        results[system] = {"per_turn": per_turn, "cpu_s_fit": loop.cpu_fit(per_turn)}
+    assert results["voicebot"]["cpu_s_fit"] == {"per_turn": 1.5, "per_reply_s": 0.1}
+    # The unanswered turn (no reply) counts at 0 s of reply.
+    assert results["loop"]["cpu_s_fit"] == {"per_turn": 1.5, "per_reply_s": 0.1}
+    length = loop.equal_reply_cpu(results)
+    assert length == pytest.approx((12.0 + 30.0) / 7, abs=0.01)
+    at = {s: r["cpu_s_per_turn_at_reply"] for s, r in results.items()}
+    expected = {"reply_s": length, "cpu_s": round(1.5 + 0.1 * length, 2)}
+    assert at["voicebot"] == at["loop"] == expected
+    # Too few turns, or replies all of one length: no fit, and no equal-length figure.
+    assert loop.cpu_fit(turns([3.0, 3.0, 3.0], 1.0, 0.1)) is None
+    assert loop.cpu_fit(turns([1.0, 2.0], 1.0, 0.1)) is None
+    assert loop.equal_reply_cpu({"stock": {"error": "no start"}}) is None
+    shown = {"turn_latency_ms": {"median": 800.0, "p90": 900.0}, "cpu_s_per_turn": 2.0}
+    shown |= {"reply_audio_s_per_turn": 4.0, "rss_mib": {"peak": 900, "final": 800}}
+    shown |= {"start_to_warm_s": 2.0, "answered": 3, "turns": 3, "cut_off": 0}
+    text = table({"voicebot": results["voicebot"] | shown})
+    assert "CPU s/turn, equal reply" in text and "2.10 at 6.0 s" in text
+
+
 async def test_interleaved_systems_hear_each_utterance_in_a_rotating_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -162,6 +191,9 @@ def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
         assert 0 <= system["cut_off"] <= 2 and len(system["per_turn"]) == 2
         assert set(system["turn_latency_ms"]) >= {"median", "p90"}
         assert system["cpu_s_per_turn"] > 0 and system["start_to_warm_s"] > 0
+        per_turn_cpu = [turn["cpu_s"] for turn in system["per_turn"]]
+        assert all(cpu > 0 for cpu in per_turn_cpu)
+        assert system["cpu_s_per_turn"] == pytest.approx(sum(per_turn_cpu) / 2, abs=0.01)
         replies = sum(turn["reply_audio_s"] or 0 for turn in system["per_turn"])
         assert system["reply_audio_s_per_turn"] == pytest.approx(replies / 2, abs=0.01)
         assert system["rss_mib"]["peak"] >= system["rss_mib"]["final"] > 50

@@ -120,10 +120,12 @@ class SystemUnderTest:
         """One measured turn; the server's CPU is counted until it has settled after it."""
         assert self._running is not None and self.error is None
         before = self._running.tree.cpu_s()
-        self.turns.append(await _speak(self._running.ws_url, item, options.turn_timeout_s))
-        print(json.dumps({"system": self.system, **self.turns[-1]}), flush=True)
+        turn = await _speak(self._running.ws_url, item, options.turn_timeout_s)
         await asyncio.sleep(SETTLE_S)
-        self._cpu_s += self._running.tree.cpu_s() - before
+        turn["cpu_s"] = round(self._running.tree.cpu_s() - before, 3)
+        self._cpu_s += turn["cpu_s"]
+        self.turns.append(turn)
+        print(json.dumps({"system": self.system, **turn}), flush=True)
 
     async def stop(self) -> None:
         if self._sampler is not None:
@@ -153,6 +155,7 @@ class SystemUnderTest:
             "reply_audio_s_per_turn": round(
                 sum(t.get("reply_audio_s") or 0.0 for t in turns) / max(1, len(turns)), 2
             ),
+            "cpu_s_fit": cpu_fit(turns),
             "rss_mib": {
                 "peak": round(self._peak[0] / 2**20, 1),
                 "final": round(self._final_rss / 2**20, 1),
@@ -239,6 +242,7 @@ async def run_loop_bench(
     if turns:
         spoken = spoken[:turns]
     results = await measure_systems(systems, settings, spoken, options, config_file)
+    equal_reply_cpu(results)
     if options.starts:
         started = [s for s in systems if "error" not in results[s]]
         more = await cold_starts(started, settings, options, config_file)
@@ -258,6 +262,43 @@ async def run_loop_bench(
     await asyncio.to_thread(write_report, output, report)
     print(table(results))
     return 0 if all("error" not in r for r in results.values()) else 1
+
+
+def cpu_fit(turns: list[dict[str, Any]]) -> dict[str, float] | None:
+    """CPU seconds per turn as `per_turn + per_reply_s * reply seconds`, least squares.
+
+    Replies are sampled (`llm.temperature`), and a system that answers the first half of
+    a paused utterance speaks twice: reply lengths differ between systems, and CPU per
+    turn with them. The intercept is what a turn costs besides its reply (turn detection,
+    STT, the reply's start); the slope is what each second of reply costs (LLM tokens,
+    synthesis, streaming the audio out, listening meanwhile). None with fewer than three
+    turns or replies all of one length.
+    """
+    points = [(t.get("reply_audio_s") or 0.0, t["cpu_s"]) for t in turns if "cpu_s" in t]
+    if len(points) < 3 or len({x for x, _ in points}) < 2:
+        return None
+    slope, intercept = statistics.linear_regression(*zip(*points, strict=True))
+    return {"per_turn": round(intercept, 3), "per_reply_s": round(slope, 4)}
+
+
+def equal_reply_cpu(results: dict[str, dict[str, Any]]) -> float | None:
+    """Add each system's CPU per turn at the same reply length (`cpu_s_per_turn_at_reply`).
+
+    The length is the mean over every system's turns, so systems compare at one length;
+    returns it (None where no system has a fit).
+    """
+    fitted = [r for r in results.values() if r.get("cpu_s_fit")]
+    replies = [t.get("reply_audio_s") or 0.0 for r in fitted for t in r["per_turn"]]
+    if not replies:
+        return None
+    length = round(statistics.fmean(replies), 2)
+    for r in fitted:
+        fit = r["cpu_s_fit"]
+        r["cpu_s_per_turn_at_reply"] = {
+            "reply_s": length,
+            "cpu_s": round(fit["per_turn"] + fit["per_reply_s"] * length, 2),
+        }
+    return length
 
 
 async def cold_starts(
@@ -301,12 +342,12 @@ def _starts_summary(measured: dict[str, Any], more: list[dict[str, Any]]) -> dic
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The systems side by side, as plain text."""
-    header = ["system", "median ms", "p90 ms", "CPU s/turn", "reply s/turn", "peak MiB"]
-    header += ["final MiB", "warm s"]
+    header = ["system", "median ms", "p90 ms", "CPU s/turn", "reply s/turn"]
+    header += ["CPU s/turn, equal reply", "peak MiB", "final MiB", "warm s"]
     rows: list[list[str]] = [[*header, "answered", "cut off"]]
     for system, r in results.items():
         if "error" in r:
-            rows.append([system, "error: " + r["error"][:60], *[""] * 8])
+            rows.append([system, "error: " + r["error"][:60], *[""] * 9])
             continue
         latency = r["turn_latency_ms"]
         rows.append(
@@ -316,6 +357,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 _fmt(latency["p90"]),
                 f"{r['cpu_s_per_turn']:.2f}",
                 f"{r['reply_audio_s_per_turn']:.1f}",
+                _equal_reply(r),
                 f"{r['rss_mib']['peak']:.0f}",
                 f"{r['rss_mib']['final']:.0f}",
                 f"{_warm_s(r):.1f}",
@@ -333,6 +375,11 @@ def _warm_s(result: dict[str, Any]) -> float:
     """The median start-to-warm where more starts were measured, else the one start."""
     starts = result.get("cold_starts")
     return float(starts["median_start_to_warm_s"] if starts else result["start_to_warm_s"])
+
+
+def _equal_reply(result: dict[str, Any]) -> str:
+    at = result.get("cpu_s_per_turn_at_reply")
+    return f"{at['cpu_s']:.2f} at {at['reply_s']:.1f} s" if at else "-"
 
 
 def _fmt(value: float | None) -> str:
