@@ -147,12 +147,16 @@ class WordsLocalLLM(LocalLLMService):
         self.reply = reply
         self.word_delay_s = word_delay_s
         self.calls = 0
+        # Words written by each call, in order.
+        self.written: list[int] = []
 
     def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
         self.calls += 1
+        self.written.append(0)
         for i, word in enumerate(self.reply.split(" ")):
             if stop.wait(self.word_delay_s):
                 return
+            self.written[-1] += 1
             emit(("" if i == 0 else " ") + word)
 
 

@@ -88,10 +88,17 @@ class CatchUp(SystemFrame):
 
 
 @dataclass
+class AskModel(SystemFrame):
+    """Another session's reply asks for the in-process model the held reply is using."""
+
+
+@dataclass
 class Snapshot:
     llm_calls: int
     messages: list[tuple[Any, Any]]
     spoken: str
+    # Words each call of a `WordsLocalLLM` had written.
+    written: list[int] = field(default_factory=list)
 
 
 class Heard(FrameProcessor):
@@ -101,6 +108,7 @@ class Heard(FrameProcessor):
         super().__init__()
         self.frames: list[Frame] = []
         self.snapshot: Snapshot | None = None
+        self.other_reply: asyncio.Task[float] | None = None
         self._llm = llm
         self._context = context
 
@@ -112,8 +120,13 @@ class Heard(FrameProcessor):
                 watcher()
         if isinstance(frame, Probe):
             self.snapshot = Snapshot(
-                self._llm.calls, _messages(self._context), _spoken(self.frames)
+                self._llm.calls,
+                _messages(self._context),
+                _spoken(self.frames),
+                list(getattr(self._llm, "written", [])),
             )
+        if isinstance(frame, AskModel):
+            self.other_reply = asyncio.create_task(self._llm._queue.run(lambda: None))
         self.frames.append(frame)
         await self.push_frame(frame, direction)
 
@@ -647,6 +660,86 @@ async def test_a_withdrawn_replys_early_audio_is_dropped() -> None:
         ("user", "I'd like a table for two people at seven."),
         ("assistant", REPLY),
     ]
+
+
+# Its first piece (`min_words=4`) is the first sentence: 7 words of 18.
+LONG_REPLY = "Sure, a table for two at seven. I will call them now and ask them to hold it."
+
+
+async def test_a_held_reply_waits_after_its_first_piece_until_the_turn_is_confirmed() -> None:
+    llm, tts, voice = _stages_that_synthesise_ahead()
+    llm.reply = LONG_REPLY
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            _said("I'd like a table for two at"),
+            SleepFrame(sleep=0.6),  # 18 words would take 0.36 s
+            Probe(),
+            EndTurn(),
+            SleepFrame(sleep=0.6),
+        ],
+        llm=llm,
+        tts=tts,
+    )
+    assert heard.snapshot is not None and heard.snapshot.spoken == ""
+    # The first piece, and at most the word the model wrote before it was told to wait.
+    assert heard.snapshot.written[0] in (7, 8), heard.snapshot.written
+    assert voice.texts[0] == "Sure, a table for two at seven."
+    assert strategy.confirmed == 1 and llm.written == [18]
+    assert _spoken(heard.frames).split() == LONG_REPLY.split()
+    assert _messages(context)[-1] == ("assistant", LONG_REPLY)
+
+
+async def test_a_withdrawn_held_reply_costs_only_its_first_piece() -> None:
+    llm, tts, voice = _stages_that_synthesise_ahead()
+    llm.reply = LONG_REPLY
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            _said("I'd like a table for"),
+            SleepFrame(sleep=0.6),
+            VADUserStartedSpeakingFrame(),  # the person goes on
+            SleepFrame(sleep=0.3),
+            VADUserStoppedSpeakingFrame(),
+            _said("two people at seven."),
+            SleepFrame(sleep=0.8),
+        ],
+        llm=llm,
+        tts=tts,
+    )
+    assert strategy.withdrawn == 1 and llm.calls == 2
+    assert llm.written[0] in (7, 8) and llm.written[1] == 18, llm.written
+    assert voice.texts[0] == "Sure, a table for two at seven.", "no first piece ahead"
+    assert _spoken(heard.frames).split() == LONG_REPLY.split()
+    assert _messages(context)[-1] == ("assistant", LONG_REPLY)
+
+
+async def test_a_held_reply_writes_on_when_another_reply_waits_for_the_model() -> None:
+    """A held reply waiting for its turn to end must not keep other sessions waiting."""
+    llm, tts, _ = _stages_that_synthesise_ahead()
+    llm.reply = LONG_REPLY
+    heard, _, context, strategy = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            _said("I'd like a table for two at"),
+            SleepFrame(sleep=0.6),
+            AskModel(),
+            SleepFrame(sleep=0.6),
+            Probe(),
+            EndTurn(),
+            SleepFrame(sleep=0.6),
+        ],
+        llm=llm,
+        tts=tts,
+    )
+    assert heard.other_reply is not None and heard.other_reply.done(), "it still waits"
+    assert heard.snapshot is not None and heard.snapshot.spoken == "", "spoken before confirmed"
+    assert heard.snapshot.written == [18]
+    assert strategy.confirmed == 1 and _spoken(heard.frames).split() == LONG_REPLY.split()
+    assert _messages(context)[-1] == ("assistant", LONG_REPLY)
 
 
 async def test_words_before_a_pause_ready_after_the_person_went_on_do_not_end_the_turn() -> None:

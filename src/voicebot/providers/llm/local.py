@@ -68,6 +68,10 @@ def llm_decode_threads(configured: int = 0) -> int:
 
 Emit = Callable[[str], None]
 
+# How often a held reply's paused generation looks whether another reply waits for the
+# model (`LocalLLMService._wait_while_held`).
+HELD_POLL_S = 0.05
+
 
 class ModelQueue:
     """First come, first served turns on one in-process model shared by every session.
@@ -135,15 +139,20 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
     thread and hands each piece to `emit`; an interruption cancels the streaming
     coroutine, which sets `stop` so the thread ends at its next piece and frees the model.
     A reply the speculation gate holds is also handed to `ahead`, when set, so the TTS
-    can start on its first piece (providers/tts/ahead.py). When `sentence_end` is set
-    and the model can judge it (`judges_sentence_ends`), a held reply first tells it how
-    likely the person's words end a sentence (turns/sentence_end.py).
+    can start on its first piece (providers/tts/ahead.py); the generation then waits
+    until the gate releases the reply, so a reply withdrawn because the person went on
+    costs its first piece, not all of it. When `sentence_end` is set and the model can
+    judge it (`judges_sentence_ends`), a held reply first tells it how likely the
+    person's words end a sentence (turns/sentence_end.py).
     """
 
     adapter_class = OpenAILLMAdapter
     ahead: FirstPieceAhead | None = None
     sentence_end: SentenceEnds | None = None
     judges_sentence_ends: ClassVar[bool] = False
+    # Set while the reply being written may go on; cleared while a held reply waits for
+    # the gate after its first piece (`_process_context`).
+    _resume: threading.Event | None = None
 
     def __init__(
         self,
@@ -185,6 +194,8 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
             elif isinstance(frame, LLMTextFrame) and llm_is_speculating(self):
                 await self.ahead.held_text(frame.text)
         await super().push_frame(frame, direction)
+        if self._resume is not None and not llm_is_speculating(self):
+            self._resume.set()  # the gate released the reply (or it was never held)
 
     def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
         """Produce the reply to `messages` piece by piece (called in a worker thread)."""
@@ -235,9 +246,13 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
+        resume = self._resume = threading.Event()
+        resume.set()
+        held_s = [0.0]
 
         def emit(piece: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, piece)
+            held_s[0] += self._wait_while_held(resume, stop)
 
         def run() -> None:
             try:
@@ -273,16 +288,37 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
                     await self.stop_ttfb_metrics()
                 pieces += 1
                 await self._push_llm_text(item)
+                if self._first_piece_held():
+                    resume.clear()
         except BaseException:
             worker.cancel()  # still queued: dropped; already running: ends at `stop`
             raise
         finally:
             stop.set()
+            resume.set()
+            self._resume = None
         waited = await worker
-        logger.bind(pieces=pieces, queued_s=round(waited, 3)).debug("local LLM reply streamed")
+        logger.bind(pieces=pieces, queued_s=round(waited, 3), held_s=round(held_s[0], 3)).debug(
+            "local LLM reply streamed"
+        )
         wait = QueueWaitMetricsData(processor=self.name, model=self._queue.name, value=waited)
         await self.push_frame(MetricsFrame(data=[wait]))
-        await self._report_usage(first, pieces)
+        await self._report_usage(first, pieces, held_s[0])
+
+    def _first_piece_held(self) -> bool:
+        """Whether the reply is held and its first piece has gone to the TTS ahead."""
+        return self.ahead is not None and self.ahead.first_piece_cut and llm_is_speculating(self)
+
+    def _wait_while_held(self, resume: threading.Event, stop: threading.Event) -> float:
+        """(model thread) Wait, before the next piece, while `resume` is clear: the reply
+        is held and the TTS has its first piece. The rest is written once the gate
+        releases it; a withdrawn reply (`stop`) ends here. Another reply waiting for the
+        model ends the wait too: a held reply must not keep the model from the sessions
+        whose turns have ended. Returns the seconds waited."""
+        start = time.perf_counter()
+        while not resume.is_set() and not stop.is_set() and not self._queue.waiting:
+            resume.wait(HELD_POLL_S)
+        return time.perf_counter() - start
 
     def _judges_sentence_end(self, messages: list[dict[str, Any]]) -> SentenceEnds | None:
         """Where to tell how likely the words end a sentence: only for a reply the gate
@@ -294,8 +330,9 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
             return None
         return self.sentence_end
 
-    async def _report_usage(self, first: float | None, pieces: int) -> None:
-        elapsed = time.perf_counter() - first if first is not None else 0.0
+    async def _report_usage(self, first: float | None, pieces: int, held_s: float = 0.0) -> None:
+        # Tokens per second of writing: the time a held reply waited is not counted.
+        elapsed = time.perf_counter() - first - held_s if first is not None else 0.0
         if pieces > 1 and elapsed > 0:
             speed = TokensPerSecondMetricsData(
                 processor=self.name,

@@ -49,6 +49,11 @@ class FirstPieceAhead:
         self._aggregator = FirstClauseTextAggregator(min_words=self._min_words)
         self._cut = False
 
+    @property
+    def first_piece_cut(self) -> bool:
+        """Whether the held reply's first piece has gone to the TTS: the rest can wait."""
+        return self._cut
+
     async def held_text(self, text: str) -> None:
         """Text of a reply the gate holds; its first piece goes to the TTS once cut."""
         if self._cut:
