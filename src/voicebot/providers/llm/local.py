@@ -296,7 +296,8 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         finally:
             stop.set()
             resume.set()
-            self._resume = None
+            if self._resume is resume:
+                self._resume = None
         waited = await worker
         logger.bind(pieces=pieces, queued_s=round(waited, 3), held_s=round(held_s[0], 3)).debug(
             "local LLM reply streamed"
