@@ -8,6 +8,7 @@ with. The last test runs the real models through /ws.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from voicebot.config import Settings
 from voicebot.models import SharedModels
 from voicebot.pipeline import judge_sentence_ends
 from voicebot.processors.text_clause import speak_first_clause_early
+from voicebot.providers.llm import local
 from voicebot.providers.tts.ahead import AheadCounts, FirstPieceAhead
 from voicebot.providers.tts.piper import PiperTTSService
 from voicebot.tools import voice_set
@@ -740,6 +742,53 @@ async def test_a_held_reply_writes_on_when_another_reply_waits_for_the_model() -
     assert heard.snapshot.written == [18]
     assert strategy.confirmed == 1 and _spoken(heard.frames).split() == LONG_REPLY.split()
     assert _messages(context)[-1] == ("assistant", LONG_REPLY)
+
+
+async def test_a_session_that_ends_while_a_reply_is_held_ends_at_once() -> None:
+    """The EndFrame queues behind the held reply: the reply writes on, the session ends."""
+    llm, tts, _ = _stages_that_synthesise_ahead()
+    llm.reply = LONG_REPLY
+    started = time.perf_counter()
+    await asyncio.wait_for(
+        _converse(
+            [
+                VADUserStartedSpeakingFrame(),
+                VADUserStoppedSpeakingFrame(),
+                _said("I'd like a table for two at"),
+                SleepFrame(sleep=0.6),  # held after its first piece; then the EndFrame
+            ],
+            llm=llm,
+            tts=tts,
+        ),
+        timeout=60,
+    )
+    assert llm.written == [18]
+    # Well inside local.HELD_LIMIT_S (10 s): the end, not the limit, let the reply go on.
+    assert time.perf_counter() - started < local.HELD_LIMIT_S / 2
+
+
+async def test_a_held_reply_writes_on_after_the_longest_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(local, "HELD_LIMIT_S", 0.2)
+    llm, tts, _ = _stages_that_synthesise_ahead()
+    llm.reply = LONG_REPLY
+    heard, _, _, _ = await _converse(
+        [
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            _said("I'd like a table for two at"),
+            SleepFrame(sleep=1.0),  # the turn is neither confirmed nor withdrawn
+            Probe(),
+            EndTurn(),
+            SleepFrame(sleep=0.5),
+        ],
+        llm=llm,
+        tts=tts,
+    )
+    assert heard.snapshot is not None and heard.snapshot.spoken == ""
+    assert heard.snapshot.written == [18]
+    assert _spoken(heard.frames).split() == LONG_REPLY.split()
 
 
 async def test_words_before_a_pause_ready_after_the_person_went_on_do_not_end_the_turn() -> None:

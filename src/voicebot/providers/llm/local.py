@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from loguru import logger
 from pipecat.adapters.llm.services.open_ai_adapter import OpenAILLMAdapter
 from pipecat.frames.frames import (
+    EndFrame,
     Frame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
@@ -24,7 +25,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.metrics.metrics import LLMTokenUsage
 from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.processors.frame_processor import FrameDirection
+from pipecat.processors.frame_processor import FrameCallback, FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 from pipecat.utils.tracing.service_decorators import traced_llm
@@ -69,8 +70,11 @@ def llm_decode_threads(configured: int = 0) -> int:
 Emit = Callable[[str], None]
 
 # How often a held reply's paused generation looks whether another reply waits for the
-# model (`LocalLLMService._wait_while_held`).
+# model (`LocalLLMService._wait_while_held`), and the longest it waits: a turn is
+# confirmed or withdrawn within `turn.max_silence_secs` of its pause (2 s by default), so
+# this only bounds a speculation something failed to settle.
 HELD_POLL_S = 0.05
+HELD_LIMIT_S = 10.0
 
 
 class ModelQueue:
@@ -153,6 +157,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
     # Set while the reply being written may go on; cleared while a held reply waits for
     # the gate after its first piece (`_process_context`).
     _resume: threading.Event | None = None
+    _ending = False
 
     def __init__(
         self,
@@ -196,6 +201,21 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         await super().push_frame(frame, direction)
         if self._resume is not None and not llm_is_speculating(self):
             self._resume.set()  # the gate released the reply (or it was never held)
+
+    async def queue_frame(
+        self,
+        frame: Frame,
+        direction: FrameDirection = FrameDirection.DOWNSTREAM,
+        callback: FrameCallback | None = None,
+    ) -> None:
+        # A session ending gracefully: its EndFrame queues behind the reply being written,
+        # so a held reply waiting for a release that will not come writes on instead, and
+        # no reply waits from then on.
+        if isinstance(frame, EndFrame):
+            self._ending = True
+            if self._resume is not None:
+                self._resume.set()
+        await super().queue_frame(frame, direction, callback)
 
     def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
         """Produce the reply to `messages` piece by piece (called in a worker thread)."""
@@ -248,11 +268,13 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         stop = threading.Event()
         resume = self._resume = threading.Event()
         resume.set()
+        # Set once the reply must be written to its end without waiting again.
+        write_on = threading.Event()
         held_s = [0.0]
 
         def emit(piece: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, piece)
-            held_s[0] += self._wait_while_held(resume, stop)
+            held_s[0] += self._wait_while_held(resume, stop, write_on)
 
         def run() -> None:
             try:
@@ -288,7 +310,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
                     await self.stop_ttfb_metrics()
                 pieces += 1
                 await self._push_llm_text(item)
-                if self._first_piece_held():
+                if not write_on.is_set() and self._first_piece_held():
                     resume.clear()
         except BaseException:
             worker.cancel()  # still queued: dropped; already running: ends at `stop`
@@ -308,16 +330,25 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
 
     def _first_piece_held(self) -> bool:
         """Whether the reply is held and its first piece has gone to the TTS ahead."""
-        return self.ahead is not None and self.ahead.first_piece_cut and llm_is_speculating(self)
+        if self.ahead is None or self._ending:
+            return False
+        return self.ahead.first_piece_cut and llm_is_speculating(self)
 
-    def _wait_while_held(self, resume: threading.Event, stop: threading.Event) -> float:
+    def _wait_while_held(
+        self, resume: threading.Event, stop: threading.Event, write_on: threading.Event
+    ) -> float:
         """(model thread) Wait, before the next piece, while `resume` is clear: the reply
         is held and the TTS has its first piece. The rest is written once the gate
         releases it; a withdrawn reply (`stop`) ends here. Another reply waiting for the
-        model ends the wait too: a held reply must not keep the model from the sessions
-        whose turns have ended. Returns the seconds waited."""
+        model ends the wait too (a held reply must not keep the model from the sessions
+        whose turns have ended), and so does `HELD_LIMIT_S`: the reply is then written to
+        its end (`write_on`). The session ending sets `resume` (`queue_frame`). Returns
+        the seconds waited."""
         start = time.perf_counter()
-        while not resume.is_set() and not stop.is_set() and not self._queue.waiting:
+        while not (resume.is_set() or stop.is_set() or write_on.is_set()):
+            if self._queue.waiting or time.perf_counter() - start >= HELD_LIMIT_S:
+                write_on.set()
+                break
             resume.wait(HELD_POLL_S)
         return time.perf_counter() - start
 
