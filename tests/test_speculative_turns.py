@@ -762,7 +762,9 @@ async def test_a_session_that_ends_while_a_reply_is_held_ends_at_once() -> None:
         ),
         timeout=60,
     )
-    assert llm.written == [18]
+    # The held reply wrote on to its end. (Ending, Pipecat writes the open turn to the
+    # context, and a second reply may begin before the session is gone.)
+    assert llm.written[0] == 18, llm.written
     # Well inside local.HELD_LIMIT_S (10 s): the end, not the limit, let the reply go on.
     assert time.perf_counter() - started < local.HELD_LIMIT_S / 2
 
