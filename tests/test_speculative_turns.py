@@ -685,8 +685,9 @@ async def test_a_held_reply_waits_after_its_first_piece_until_the_turn_is_confir
         tts=tts,
     )
     assert heard.snapshot is not None and heard.snapshot.spoken == ""
-    # The first piece, and at most the word the model wrote before it was told to wait.
-    assert heard.snapshot.written[0] in (7, 8), heard.snapshot.written
+    # The first piece, and the words the model wrote (20 ms each) before the event loop
+    # told it to wait: one on a quiet machine, a few more on a busy one.
+    assert 7 <= heard.snapshot.written[0] <= 12, heard.snapshot.written
     assert voice.texts[0] == "Sure, a table for two at seven."
     assert strategy.confirmed == 1 and llm.written == [18]
     assert _spoken(heard.frames).split() == LONG_REPLY.split()
@@ -712,7 +713,7 @@ async def test_a_withdrawn_held_reply_costs_only_its_first_piece() -> None:
         tts=tts,
     )
     assert strategy.withdrawn == 1 and llm.calls == 2
-    assert llm.written[0] in (7, 8) and llm.written[1] == 18, llm.written
+    assert 7 <= llm.written[0] <= 12 and llm.written[1] == 18, llm.written
     assert voice.texts[0] == "Sure, a table for two at seven.", "no first piece ahead"
     assert _spoken(heard.frames).split() == LONG_REPLY.split()
     assert _messages(context)[-1] == ("assistant", LONG_REPLY)
