@@ -604,9 +604,11 @@ async def test_audio_that_stops_coming_does_not_hold_the_turn_for_ever() -> None
     assert _messages(context) == [("user", "Turn off the lights."), ("assistant", REPLY)]
 
 
-def _stages_that_synthesise_ahead() -> tuple[WordsLocalLLM, PiperTTSService, RecordingPiperVoice]:
+def _stages_that_synthesise_ahead(
+    reply: str = REPLY,
+) -> tuple[WordsLocalLLM, PiperTTSService, RecordingPiperVoice]:
     """Our local LLM base and Piper service (stand-in model and voice), wired as a session's."""
-    llm = WordsLocalLLM(reply=REPLY)
+    llm = WordsLocalLLM(reply=reply)
     voice = RecordingPiperVoice()
     tts = PiperTTSService(voice=voice, voice_name="rec")  # type: ignore[arg-type]
     speak_first_clause_early(tts, 4)
@@ -669,8 +671,7 @@ LONG_REPLY = "Sure, a table for two at seven. I will call them now and ask them 
 
 
 async def test_a_held_reply_waits_after_its_first_piece_until_the_turn_is_confirmed() -> None:
-    llm, tts, voice = _stages_that_synthesise_ahead()
-    llm.reply = LONG_REPLY
+    llm, tts, voice = _stages_that_synthesise_ahead(LONG_REPLY)
     heard, _, context, strategy = await _converse(
         [
             VADUserStartedSpeakingFrame(),
@@ -695,8 +696,7 @@ async def test_a_held_reply_waits_after_its_first_piece_until_the_turn_is_confir
 
 
 async def test_a_withdrawn_held_reply_costs_only_its_first_piece() -> None:
-    llm, tts, voice = _stages_that_synthesise_ahead()
-    llm.reply = LONG_REPLY
+    llm, tts, voice = _stages_that_synthesise_ahead(LONG_REPLY)
     heard, _, context, strategy = await _converse(
         [
             VADUserStartedSpeakingFrame(),
@@ -721,8 +721,7 @@ async def test_a_withdrawn_held_reply_costs_only_its_first_piece() -> None:
 
 async def test_a_held_reply_writes_on_when_another_reply_waits_for_the_model() -> None:
     """A held reply waiting for its turn to end must not keep other sessions waiting."""
-    llm, tts, _ = _stages_that_synthesise_ahead()
-    llm.reply = LONG_REPLY
+    llm, tts, _ = _stages_that_synthesise_ahead(LONG_REPLY)
     heard, _, context, strategy = await _converse(
         [
             VADUserStartedSpeakingFrame(),
@@ -747,8 +746,7 @@ async def test_a_held_reply_writes_on_when_another_reply_waits_for_the_model() -
 
 async def test_a_session_that_ends_while_a_reply_is_held_ends_at_once() -> None:
     """The EndFrame queues behind the held reply: the reply writes on, the session ends."""
-    llm, tts, _ = _stages_that_synthesise_ahead()
-    llm.reply = LONG_REPLY
+    llm, tts, _ = _stages_that_synthesise_ahead(LONG_REPLY)
     started = time.perf_counter()
     await asyncio.wait_for(
         _converse(
@@ -774,8 +772,7 @@ async def test_a_held_reply_writes_on_after_the_longest_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(local, "HELD_LIMIT_S", 0.2)
-    llm, tts, _ = _stages_that_synthesise_ahead()
-    llm.reply = LONG_REPLY
+    llm, tts, _ = _stages_that_synthesise_ahead(LONG_REPLY)
     heard, _, _, _ = await _converse(
         [
             VADUserStartedSpeakingFrame(),

@@ -268,13 +268,12 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         stop = threading.Event()
         resume = self._resume = threading.Event()
         resume.set()
-        # Set once the reply must be written to its end without waiting again.
-        write_on = threading.Event()
+        paused = False  # cleared `resume` once, after the held reply's first piece
         held_s = [0.0]
 
         def emit(piece: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, piece)
-            held_s[0] += self._wait_while_held(resume, stop, write_on)
+            held_s[0] += self._wait_while_held(resume, stop)
 
         def run() -> None:
             try:
@@ -310,7 +309,8 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
                     await self.stop_ttfb_metrics()
                 pieces += 1
                 await self._push_llm_text(item)
-                if not write_on.is_set() and self._first_piece_held():
+                if not paused and self._first_piece_held():
+                    paused = True
                     resume.clear()
         except BaseException:
             worker.cancel()  # still queued: dropped; already running: ends at `stop`
@@ -334,20 +334,18 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
             return False
         return self.ahead.first_piece_cut and llm_is_speculating(self)
 
-    def _wait_while_held(
-        self, resume: threading.Event, stop: threading.Event, write_on: threading.Event
-    ) -> float:
+    def _wait_while_held(self, resume: threading.Event, stop: threading.Event) -> float:
         """(model thread) Wait, before the next piece, while `resume` is clear: the reply
         is held and the TTS has its first piece. The rest is written once the gate
         releases it; a withdrawn reply (`stop`) ends here. Another reply waiting for the
         model ends the wait too (a held reply must not keep the model from the sessions
-        whose turns have ended), and so does `HELD_LIMIT_S`: the reply is then written to
-        its end (`write_on`). The session ending sets `resume` (`queue_frame`). Returns
-        the seconds waited."""
+        whose turns have ended), and so does `HELD_LIMIT_S`; either sets `resume`, and the
+        reply, paused once only, is written to its end. The session ending sets `resume`
+        too (`queue_frame`). Returns the seconds waited."""
         start = time.perf_counter()
-        while not (resume.is_set() or stop.is_set() or write_on.is_set()):
+        while not (resume.is_set() or stop.is_set()):
             if self._queue.waiting or time.perf_counter() - start >= HELD_LIMIT_S:
-                write_on.set()
+                resume.set()
                 break
             resume.wait(HELD_POLL_S)
         return time.perf_counter() - start
