@@ -140,9 +140,12 @@ def tone(seconds: float, rate: int, hz: float = 440.0) -> bytes:
 class WordsLocalLLM(LocalLLMService):
     """Our in-process LLM base over a stand-in model that writes `reply` word by word."""
 
-    def __init__(self, *, reply: str, word_delay_s: float = 0.02) -> None:
+    def __init__(self, *, reply: str, word_delay_s: float = 0.02, max_tokens: int = 80) -> None:
         super().__init__(
-            model_name="words", queue=ModelQueue("words"), system_instruction="Be brief."
+            model_name="words",
+            queue=ModelQueue("words"),
+            system_instruction="Be brief.",
+            max_tokens=max_tokens,
         )
         self.reply = reply
         self.word_delay_s = word_delay_s
@@ -150,14 +153,19 @@ class WordsLocalLLM(LocalLLMService):
         # Words written by each call, in order.
         self.written: list[int] = []
 
-    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
+    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> bool:
+        """One word per token, up to `max_tokens` words."""
         self.calls += 1
         self.written.append(0)
-        for i, word in enumerate(self.reply.split(" ")):
+        words = self.reply.split(" ")
+        limit = self._settings.max_tokens
+        assert isinstance(limit, int)
+        for i, word in enumerate(words[:limit]):
             if stop.wait(self.word_delay_s):
-                return
+                return False
             self.written[-1] += 1
             emit(("" if i == 0 else " ") + word)
+        return len(words) > limit
 
 
 @dataclass

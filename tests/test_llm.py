@@ -18,6 +18,8 @@ from tests.servers.openai_compat import OpenAICompatServer, openai_compat_server
 from voicebot.config import Secrets, Settings, TransformersSettings, VLLMSettings
 from voicebot.models import SharedModels
 from voicebot.processors.history import HistoryLimiter, bounded
+from voicebot.processors.reply_limit import ReplyStoppedAtLimitFrame
+from voicebot.providers import spec as providers
 from voicebot.providers.llm.local import cpu_threads, llm_decode_threads
 from voicebot.tools.chat import chat
 
@@ -183,6 +185,22 @@ async def test_transformers_backend_streams_a_real_reply(
     result = await chat(config, transformers_llm, "What is the capital of France?")
     assert result.provider == "transformers" and "paris" in result.reply.lower()
     assert result.tokens > 1 and result.ttft_ms is not None
+
+
+@pytest.mark.parametrize(("max_tokens", "at_limit"), [(3, True), (80, False)])
+async def test_transformers_marks_a_reply_stopped_at_its_limit(
+    settings: Settings, transformers_llm: SharedModels, max_tokens: int, at_limit: bool
+) -> None:
+    config = tweak(
+        settings, llm={"provider": "transformers", "temperature": 0.0, "max_tokens": max_tokens}
+    )
+    spec = providers.chosen(config, "llm")[0]
+    llm = spec.build(config, transformers_llm.get(spec))
+    context = LLMContext(messages=[{"role": "user", "content": "What is the capital of France?"}])
+    down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+    words = "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+    cut = [f.text for f in down if isinstance(f, ReplyStoppedAtLimitFrame)]
+    assert cut == ([words] if at_limit else []), words
 
 
 async def test_llama_cpp_backend_real_reply(settings: Settings, models: SharedModels) -> None:

@@ -64,6 +64,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
         "pipecat.services.tts_service.TTSService",
         ("_text_aggregator",),
     ),
+    "text_aggregator": ("pipecat.services.tts_service.TTSService", ("_text_aggregator",)),
     "adopt_whisper_model": ("pipecat.services.whisper.stt.WhisperSTTService", ("_load", "_model")),
     "answer_context": (
         "pipecat.services.openai.base_llm.BaseOpenAILLMService",
@@ -197,6 +198,12 @@ def replace_text_aggregator(
 ) -> None:
     """Swap the text aggregator Pipecat 1.14 builds in `TTSService.__init__`."""
     service._text_aggregator = make(service._text_aggregator)  # type: ignore[assignment]
+
+
+def text_aggregator(service: TTSService) -> BaseTextAggregator:
+    """The aggregator that holds a reply's text until a sentence ends (`_text_aggregator`)."""
+    aggregator: BaseTextAggregator = service._text_aggregator
+    return aggregator
 
 
 async def close_silent_reply_context(service: TTSService) -> None:

@@ -76,8 +76,13 @@ class OpenAICompatServer:
         if self.mode == "close_before":
             _drop(request)
             return response
-        if self.mode != "empty":
-            for i, word in enumerate(self.reply.split(" ")):
+        words = [] if self.mode == "empty" else self.reply.split(" ")
+        # Like the real services: a reply longer than `max_tokens` (a word a token here)
+        # stops there, with finish_reason "length".
+        limit = body.get("max_tokens") or len(words)
+        finish = "length" if len(words) > limit else "stop"
+        if words:
+            for i, word in enumerate(words[:limit]):
                 if self.mode == "close_after" and i == 2:
                     _drop(request)
                     return response
@@ -85,7 +90,7 @@ class OpenAICompatServer:
                     await self._wait(self.drip_secs)
                 await response.write(_event(model, {"content": word if i == 0 else " " + word}))
                 await asyncio.sleep(0.005)
-        await response.write(_event(model, {}, finish="stop") + b"data: [DONE]\n\n")
+        await response.write(_event(model, {}, finish=finish) + b"data: [DONE]\n\n")
         return response
 
     async def _wait(self, secs: float) -> None:

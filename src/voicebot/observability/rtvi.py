@@ -4,7 +4,9 @@ Pipecat 1.14's RTVI observer gathers a reply's LLM text into `bot-transcription`
 messages sentence by sentence and keeps the unfinished sentence across an interruption,
 so the next reply's first message starts with the left-over of the cut one ("TheThe
 dragon..."). RTVI clients (the Pipecat WebSocket route, SmallWebRTC, Daily) get this
-observer instead, which forgets the unfinished sentence when the bot is interrupted.
+observer instead, which forgets the unfinished sentence when the bot is interrupted, and
+when a reply stopped at the LLM's token limit (its unfinished sentence is not spoken:
+processors/reply_limit.py).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIObserverParams, RTVIProcessor
 
 from voicebot import pipecat_compat
+from voicebot.processors.reply_limit import ReplyStoppedAtLimitFrame
 
 
 class InterruptionAwareRTVIObserver(RTVIObserver):
     async def on_push_frame(self, data: FramePushed) -> None:
-        if isinstance(data.frame, InterruptionFrame) and data.first_push:
+        cut = (InterruptionFrame, ReplyStoppedAtLimitFrame)
+        if isinstance(data.frame, cut) and data.first_push:
             pipecat_compat.drop_unsent_bot_transcription(self)
         await super().on_push_frame(data)
 

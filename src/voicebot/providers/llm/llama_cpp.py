@@ -293,7 +293,7 @@ class LlamaCppLLMService(LocalLLMService):
         with self._model.lock:
             return self._model.sentence_end_probability(messages)
 
-    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
+    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> bool:
         max_tokens = self._settings.max_tokens
         temperature = self._settings.temperature
         with self._model.lock:
@@ -305,12 +305,16 @@ class LlamaCppLLMService(LocalLLMService):
             )
             for chunk in stream:
                 if stop.is_set():
-                    break
-                text = chunk["choices"][0]["delta"].get("content")
+                    return False
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content")
                 if text:
                     emit(text)
                     # Yield the cores while a reply's first audio is synthesised.
                     FIRST_AUDIO.wait()
+                if choice.get("finish_reason") == "length":
+                    return True
+        return False
 
 
 def _model_file(settings: Settings) -> Path:

@@ -33,6 +33,7 @@ from pipecat.utils.types import assert_given
 
 from voicebot.observability.metrics_data import QueueWaitMetricsData, TokensPerSecondMetricsData
 from voicebot.pipecat_compat import llm_is_speculating
+from voicebot.processors.reply_limit import ReplyStoppedAtLimitFrame
 from voicebot.threads import yield_to_audio
 
 if TYPE_CHECKING:
@@ -217,8 +218,9 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
                 self._resume.set()
         await super().queue_frame(frame, direction, callback)
 
-    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
-        """Produce the reply to `messages` piece by piece (called in a worker thread)."""
+    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> bool:
+        """Produce the reply to `messages` piece by piece (called in a worker thread);
+        whether it stopped at `max_tokens` (False when it ended or was stopped)."""
         raise NotImplementedError
 
     def _sentence_end_probability(self, messages: list[dict[str, Any]]) -> float | None:
@@ -270,6 +272,8 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         resume.set()
         paused = False  # cleared `resume` once, after the held reply's first piece
         held_s = [0.0]
+        at_limit = [False]
+        written: list[str] = []
 
         def emit(piece: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, piece)
@@ -289,7 +293,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
                             ms=round(1000 * (time.perf_counter() - start), 1),
                         ).debug("judged whether the words end a sentence")
                 if not stop.is_set():  # interrupted while waiting for its turn
-                    self._generate(messages, emit, stop)
+                    at_limit[0] = self._generate(messages, emit, stop)
             except Exception as e:
                 loop.call_soon_threadsafe(queue.put_nowait, e)
             finally:
@@ -308,6 +312,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
                     first = time.perf_counter()
                     await self.stop_ttfb_metrics()
                 pieces += 1
+                written.append(item)
                 await self._push_llm_text(item)
                 if not paused and self._first_piece_held():
                     paused = True
@@ -321,6 +326,9 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
             if self._resume is resume:
                 self._resume = None
         waited = await worker
+        if at_limit[0]:
+            # The TTS drops the unfinished sentence (processors/reply_limit.py).
+            await self.push_frame(ReplyStoppedAtLimitFrame(text="".join(written)))
         logger.bind(pieces=pieces, queued_s=round(waited, 3), held_s=round(held_s[0], 3)).debug(
             "local LLM reply streamed"
         )

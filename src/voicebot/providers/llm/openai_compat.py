@@ -10,6 +10,7 @@ the same turn. The turn's real deadlines (first word, stalls) are kept by the LL
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from openai import (
@@ -29,6 +30,7 @@ from pipecat.services.openai.base_llm import BaseOpenAILLMService, OpenAILLMSett
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
 from voicebot.errors import ProviderError
+from voicebot.processors.reply_limit import ReplyStoppedAtLimitFrame
 
 CONNECT_TIMEOUT_S = 1.0
 QUICK_RETRY_WAIT_S = 0.1
@@ -114,7 +116,28 @@ class VoiceBounds:
                     stream: AsyncStream[ChatCompletionChunk] = await parent.get_chat_completions(
                         context
                     )
-                    return stream
+                    # Pipecat only iterates the stream and closes it.
+                    return self._marking_a_reply_at_the_limit(stream)  # type: ignore[return-value]
         except APIError as e:
             raise provider_error(e) from e
         raise AssertionError("unreachable")
+
+    async def _marking_a_reply_at_the_limit(
+        self, stream: AsyncStream[ChatCompletionChunk]
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """`stream`'s chunks; a reply it ends at `max_tokens` (finish_reason "length") is
+        then marked for the TTS, before Pipecat ends the reply (processors/reply_limit.py)."""
+        written: list[str] = []
+        at_limit = False
+        try:
+            async for chunk in stream:
+                for choice in chunk.choices or []:
+                    if choice.delta and choice.delta.content:
+                        written.append(choice.delta.content)
+                    at_limit = at_limit or choice.finish_reason == "length"
+                yield chunk
+        finally:
+            await stream.close()
+        if at_limit:
+            service: Any = self  # mixed into a Pipecat LLM service
+            await service.push_frame(ReplyStoppedAtLimitFrame(text="".join(written)))

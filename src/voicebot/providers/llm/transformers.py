@@ -65,7 +65,7 @@ class TransformersLLMService(LocalLLMService):
         super().__init__(model_name=model.name, queue=model.queue, **kwargs)
         self._shared = model
 
-    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> None:
+    def _generate(self, messages: list[dict[str, Any]], emit: Emit, stop: threading.Event) -> bool:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -84,24 +84,32 @@ class TransformersLLMService(LocalLLMService):
             streamer = TextIteratorStreamer(
                 shared.tokenizer, skip_prompt=True, skip_special_tokens=True
             )
+            limit = max_tokens if isinstance(max_tokens, int) else 80
             options: dict[str, Any] = {
                 **inputs,
                 "streamer": streamer,
-                "max_new_tokens": max_tokens if isinstance(max_tokens, int) else 80,
+                "max_new_tokens": limit,
                 "do_sample": sampling,
                 "stopping_criteria": StoppingCriteriaList([Stopped()]),
                 "pad_token_id": shared.tokenizer.eos_token_id,
             }
             if sampling:
                 options["temperature"] = temperature
+            output: list[Any] = []
             worker = threading.Thread(
-                target=lambda: torch.inference_mode()(shared.model.generate)(**options)
+                target=lambda: output.append(
+                    torch.inference_mode()(shared.model.generate)(**options)
+                )
             )
             worker.start()
             for piece in streamer:
                 if piece:
                     emit(piece)
             worker.join()
+        if stop.is_set() or not output:
+            return False
+        written = output[0][0, inputs["input_ids"].shape[-1] :]
+        return len(written) >= limit and int(written[-1]) != shared.tokenizer.eos_token_id
 
 
 def model_path(settings: Settings) -> Path:

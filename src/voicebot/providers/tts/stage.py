@@ -9,6 +9,7 @@ from pipecat.services.tts_service import TTSService
 
 from voicebot.config import Settings
 from voicebot.models import SharedModels
+from voicebot.processors.reply_limit import drop_unfinished_sentence
 from voicebot.processors.text_clause import speak_first_clause_early
 from voicebot.providers import spec as providers
 from voicebot.providers.breaker import breaker_for
@@ -38,6 +39,7 @@ def build_tts(settings: Settings, models: SharedModels) -> TTSService:
         )
     if settings.tts.first_clause_words:
         speak_first_clause_early(tts, settings.tts.first_clause_words)
+    drop_unfinished_sentence(tts)
     return tts
 
 
