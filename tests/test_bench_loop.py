@@ -21,6 +21,7 @@ from voicebot.bench.systems import ProcessTree, RunningSystem, loop_env
 from voicebot.config import Settings
 from voicebot.errors import InputError
 from voicebot.models import SharedModels
+from voicebot.processors.reply_limit import ends_mid_sentence
 from voicebot.tools.client import run_turn
 
 
@@ -94,8 +95,10 @@ def test_cpu_per_turn_is_compared_at_one_reply_length() -> None:
     shown = {"turn_latency_ms": {"median": 800.0, "p90": 900.0}, "cpu_s_per_turn": 2.0}
     shown |= {"reply_audio_s_per_turn": 4.0, "rss_mib": {"peak": 900, "final": 800}}
     shown |= {"start_to_warm_s": 2.0, "answered": 3, "turns": 3, "cut_off": 0}
-    text = table({"voicebot": results["voicebot"] | shown})
+    text = table({"voicebot": results["voicebot"] | shown | {"ended_mid_sentence": 2}})
     assert "CPU s/turn, equal reply" in text and "2.10 at 6.0 s" in text
+    assert text.splitlines()[0].endswith("mid-sentence end")
+    assert text.splitlines()[1].rstrip().endswith("2")
 
 
 async def test_interleaved_systems_hear_each_utterance_in_a_rotating_order(
@@ -189,6 +192,8 @@ def test_bench_loop_writes_every_field_for_each_system(tmp_path: Path) -> None:
     for system in report["systems"].values():
         assert system["turns"] == 2 and system["answered"] + system["unanswered"] == 2
         assert 0 <= system["cut_off"] <= 2 and len(system["per_turn"]) == 2
+        mid_sentence = [ends_mid_sentence(t["reply"]) for t in system["per_turn"] if t["answered"]]
+        assert system["ended_mid_sentence"] == sum(mid_sentence)
         assert set(system["turn_latency_ms"]) >= {"median", "p90"}
         assert system["cpu_s_per_turn"] > 0 and system["start_to_warm_s"] > 0
         per_turn_cpu = [turn["cpu_s"] for turn in system["per_turn"]]

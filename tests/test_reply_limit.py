@@ -26,6 +26,7 @@ from voicebot.models import SharedModels
 from voicebot.processors.reply_limit import (
     ReplyStoppedAtLimitFrame,
     drop_unfinished_sentence,
+    ends_mid_sentence,
     unfinished_after_spoken_words,
 )
 from voicebot.processors.text_clause import speak_first_clause_early
@@ -121,6 +122,15 @@ async def test_groqs_reply_stopped_at_the_limit_is_not_spoken_to_its_last_word(
         server.requests.clear()
         tts, _, _ = await _answer(llm)
         assert tts.texts == ["Sure.", "I can help with that."]
+
+
+def test_a_reply_that_stops_without_final_punctuation_ends_mid_sentence() -> None:
+    assert ends_mid_sentence("I'm here to help, not")
+    assert ends_mid_sentence("It's a joke about the ")
+    assert not ends_mid_sentence("Sure, I can help with that.")
+    assert not ends_mid_sentence('He said "go!"')
+    assert not ends_mid_sentence("Really?)")
+    assert not ends_mid_sentence("")
 
 
 def test_only_an_unfinished_tail_after_spoken_words_is_dropped() -> None:

@@ -40,6 +40,7 @@ from voicebot.bench.systems import (
 from voicebot.bench.turn import Spoken, spoken_set, summarise, turn_record
 from voicebot.config import Settings
 from voicebot.errors import InputError
+from voicebot.processors.reply_limit import ends_mid_sentence
 from voicebot.tools.client import run_turn
 
 
@@ -164,6 +165,8 @@ class SystemUnderTest:
             "answered": len(answered),
             "unanswered": len(turns) - len(answered),
             "cut_off": sum(bool(t.get("cut_off")) for t in turns),
+            # Spoken replies that stop in mid-sentence (a reply cut at the token limit).
+            "ended_mid_sentence": sum(ends_mid_sentence(t.get("reply") or "") for t in answered),
             # How many turns the latency figures are over: answered, and not cut off.
             "timed_turns": len(timed),
             "per_turn": turns,
@@ -344,10 +347,10 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     """The systems side by side, as plain text."""
     header = ["system", "median ms", "p90 ms", "CPU s/turn", "reply s/turn"]
     header += ["CPU s/turn, equal reply", "peak MiB", "final MiB", "warm s"]
-    rows: list[list[str]] = [[*header, "answered", "cut off"]]
+    rows: list[list[str]] = [[*header, "answered", "cut off", "mid-sentence end"]]
     for system, r in results.items():
         if "error" in r:
-            rows.append([system, "error: " + r["error"][:60], *[""] * 9])
+            rows.append([system, "error: " + r["error"][:60], *[""] * 10])
             continue
         latency = r["turn_latency_ms"]
         rows.append(
@@ -363,6 +366,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 f"{_warm_s(r):.1f}",
                 f"{r['answered']}/{r['turns']}",
                 str(r["cut_off"]),
+                str(r.get("ended_mid_sentence", "-")),
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

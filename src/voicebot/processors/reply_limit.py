@@ -34,11 +34,17 @@ class ReplyStoppedAtLimitFrame(DataFrame):
     text: str = ""
 
 
+def ends_mid_sentence(text: str) -> bool:
+    """Whether `text` stops without a sentence's final punctuation."""
+    last = text.rstrip(_CLOSERS)[-1:]
+    return bool(last) and last not in SENTENCE_ENDING_PUNCTUATION
+
+
 def unfinished_after_spoken_words(reply: str, held: str) -> bool:
     """Whether `held`, the text the TTS still holds as `reply` ends, is an unfinished
     sentence that follows words of the reply already handed over to be spoken."""
     held = held.strip()
-    if not held or held.rstrip(_CLOSERS)[-1:] in SENTENCE_ENDING_PUNCTUATION:
+    if not ends_mid_sentence(held):
         return False
     reply = reply.rstrip()
     if not reply.endswith(held):
