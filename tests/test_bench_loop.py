@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.benchmark.classic_loop import split_reply
-from tests.helpers import VOICEBOT, hear, tweak_whisper
+from tests.helpers import VOICEBOT, hear, tweak, tweak_whisper
 from voicebot.bench import loop
 from voicebot.bench.loop import Options, measure_systems, run_loop_bench, table
 from voicebot.bench.systems import ProcessTree, RunningSystem, loop_env
@@ -55,6 +55,9 @@ def test_the_loop_is_given_the_threads_voicebot_resolved(settings: Settings) -> 
     )
     env = loop_env(tweak_whisper(settings.model_copy(update={"llm": llm}), cpu_threads=2))
     assert (env["LLM_THREADS"], env["CPU_THREADS"]) == ("3", "2")
+    # The same sampling as voicebot's.
+    env = loop_env(tweak(settings, llm={"temperature": 0.5, "repeat_penalty": 1.2}))
+    assert (env["LLM_TEMPERATURE"], env["LLM_REPEAT_PENALTY"]) == ("0.5", "1.2")
 
 
 def test_the_process_tree_counts_this_process() -> None:

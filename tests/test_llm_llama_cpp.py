@@ -27,11 +27,13 @@ def service(
     *,
     system: str | None = "Answer in one short sentence.",
     max_tokens: int = 80,
+    **options: float,
 ) -> LlamaCppLLMService:
     return LlamaCppLLMService(
         model=models.model("llm", "llama_cpp"),
         system_instruction=system,
         max_tokens=max_tokens,
+        **options,
     )
 
 
@@ -59,6 +61,22 @@ async def test_streams_a_reply_between_start_and_end(models: SharedModels) -> No
         if isinstance(d, TTFBMetricsData)
     ]
     assert any(d.value > 0 for d in ttfb)
+
+
+async def test_the_repeat_penalty_reaches_the_model(models: SharedModels) -> None:
+    """A reply written again without it is the same; with a strong one it differs."""
+    context = LLMContext(messages=[{"role": "user", "content": "Write a short poem about autumn."}])
+
+    async def reply(repeat_penalty: float) -> str:
+        llm = service(
+            models, system=None, max_tokens=40, temperature=0.0, repeat_penalty=repeat_penalty
+        )
+        down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+        return "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+
+    plain = await reply(1.0)
+    assert plain and await reply(1.0) == plain
+    assert await reply(2.0) != plain
 
 
 async def test_max_tokens_bounds_the_reply(models: SharedModels) -> None:

@@ -171,6 +171,17 @@ def _parser() -> argparse.ArgumentParser:
     ends.add_argument("--output", type=Path, default=Path("bench-results/sentence-ends.json"))
     _add_config_flag(ends)
     ends.set_defaults(run=_bench_sentence_ends)
+    replies = bench_kinds.add_parser(
+        "replies", help="replies that repeat a sentence or run to llm.max_tokens, per penalty"
+    )
+    replies.add_argument(
+        "--penalties", type=float, nargs="+", default=[1.0, 1.1], help="llm.repeat_penalty values"
+    )
+    replies.add_argument("--rounds", type=int, default=2, help="times each prompt is asked")
+    replies.add_argument("--prompts", type=int, help="only the first N prompts")
+    replies.add_argument("--output", type=Path, default=Path("bench-results/replies.json"))
+    _add_config_flag(replies)
+    replies.set_defaults(run=_bench_replies)
     _add_bench_sections(bench_kinds)
     compare = bench_kinds.add_parser("compare", help="what got slower or faster between two runs")
     compare.add_argument("old", type=Path, help="the earlier report (JSON)")
@@ -352,6 +363,22 @@ def _bench_sentence_ends(args: argparse.Namespace) -> int:
 
     setup_logging("WARNING")
     run_sentence_ends_bench(_settings(args), args.output)
+    return 0
+
+
+def _bench_replies(args: argparse.Namespace) -> int:
+    from voicebot.bench.replies import run_replies_bench
+
+    setup_logging("WARNING")
+    asyncio.run(
+        run_replies_bench(
+            _settings(args),
+            args.output,
+            penalties=args.penalties,
+            rounds=args.rounds,
+            prompts=args.prompts,
+        )
+    )
     return 0
 
 

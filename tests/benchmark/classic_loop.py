@@ -56,6 +56,7 @@ class Config:
     llm_model_path: str = os.environ.get("LLM_MODEL_PATH", "")
     llm_max_tokens: int = int(os.environ.get("LLM_MAX_TOKENS", "80"))
     llm_temperature: float = float(os.environ.get("LLM_TEMPERATURE", "0.3"))
+    llm_repeat_penalty: float = float(os.environ.get("LLM_REPEAT_PENALTY", "1.1"))
     llm_n_ctx: int = int(os.environ.get("LLM_N_CTX", "2048"))
     system_prompt: str = os.environ.get("SYSTEM_PROMPT", SYSTEM_PROMPT)
     piper_voice: str = os.environ.get("PIPER_VOICE", "")
@@ -228,6 +229,7 @@ def _produce_reply(models: Models, conv: Conversation, out: queue.Queue[Any]) ->
                 messages=conv.messages,  # type: ignore[arg-type]
                 max_tokens=conv.config.llm_max_tokens,
                 temperature=conv.config.llm_temperature,
+                repeat_penalty=conv.config.llm_repeat_penalty,
                 stream=True,
             )
             first_token: list[float] = []

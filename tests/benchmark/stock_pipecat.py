@@ -104,6 +104,7 @@ def build_worker(
         model=llm_model,
         max_tokens=config.llm_max_tokens,
         temperature=config.llm_temperature,
+        repeat_penalty=config.llm_repeat_penalty,
         system_instruction=config.system_prompt,
     )
     tts = PiperTTSService(

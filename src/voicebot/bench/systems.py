@@ -117,6 +117,7 @@ def loop_env(settings: Settings) -> dict[str, str]:
         ),
         "LLM_MAX_TOKENS": str(llm.max_tokens),
         "LLM_TEMPERATURE": str(llm.temperature),
+        "LLM_REPEAT_PENALTY": str(llm.repeat_penalty),
         "LLM_N_CTX": str(llm.llama_cpp.n_ctx),
         "SYSTEM_PROMPT": llm.system_prompt,
         "PIPER_VOICE": str(

@@ -301,6 +301,7 @@ class LlamaCppLLMService(LocalLLMService):
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=max_tokens if isinstance(max_tokens, int) else None,
                 temperature=temperature if isinstance(temperature, float) else 0.3,
+                repeat_penalty=self.repeat_penalty,
                 stream=True,
             )
             for chunk in stream:

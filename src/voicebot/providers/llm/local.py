@@ -50,6 +50,7 @@ def reply_options(settings: Settings) -> dict[str, Any]:
     return {
         "max_tokens": llm.max_tokens,
         "temperature": llm.temperature,
+        "repeat_penalty": llm.repeat_penalty,
         "system_instruction": llm.system_prompt,
     }
 
@@ -168,6 +169,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         system_instruction: str | None = None,
         max_tokens: int = 80,
         temperature: float = 0.3,
+        repeat_penalty: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -187,6 +189,8 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
             **kwargs,
         )
         self._queue = queue
+        # Pipecat's LLMSettings has no such field (its penalties are OpenAI's).
+        self.repeat_penalty = repeat_penalty
 
     def can_generate_metrics(self) -> bool:
         return True

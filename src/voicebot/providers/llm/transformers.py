@@ -90,6 +90,7 @@ class TransformersLLMService(LocalLLMService):
                 "streamer": streamer,
                 "max_new_tokens": limit,
                 "do_sample": sampling,
+                "repetition_penalty": self.repeat_penalty,
                 "stopping_criteria": StoppingCriteriaList([Stopped()]),
                 "pad_token_id": shared.tokenizer.eos_token_id,
             }
