@@ -192,8 +192,8 @@ class LLMSettings(_Section):
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     # In-process LLMs (llama.cpp, transformers): tokens already in the context are made
     # this much less likely. SmolLM2 at 1.0 fell into loops ("a leaf falls, a leaf falls,
-    # ...") and wrote to `max_tokens` 3x as often as at 1.1 (`voicebot bench replies`,
-    # README_PIPECAT.md). 1.0 = off. Groq and vLLM keep their own sampling.
+    # ...") and ran to `max_tokens` in 26 of 100 replies, 16 at 1.1 (`voicebot bench
+    # replies`, README_PIPECAT.md). 1.0 = off. Groq and vLLM keep their own sampling.
     repeat_penalty: float = Field(1.1, ge=1.0, le=2.0)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     # A remote provider (groq, vllm) that has not streamed its first word this long after
