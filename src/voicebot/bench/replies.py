@@ -5,8 +5,8 @@ leaf falls, ...") and write on to `llm.max_tokens`; the listener then hears the 
 sentence again and again. This asks the configured in-process LLM, through the LLM
 stage as a session does, every finished request and question of `voicebot bench
 sentence-ends` and twenty open requests (`OPEN`), all kept apart from the benchmark's
-voice set, `rounds` times at each penalty, and counts the replies that say a sentence twice, the
-replies stopped at the token limit, and their length.
+voice set, `rounds` times at each penalty. It counts the replies that say a sentence
+twice, the replies stopped at the token limit, and their length.
 """
 
 from __future__ import annotations

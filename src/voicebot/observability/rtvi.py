@@ -20,11 +20,13 @@ from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIObserverParams,
 from voicebot import pipecat_compat
 from voicebot.processors.reply_limit import ReplyStoppedAtLimitFrame
 
+# Frames after which the unsent bot transcription will not be spoken.
+_CUT = (InterruptionFrame, ReplyStoppedAtLimitFrame)
+
 
 class InterruptionAwareRTVIObserver(RTVIObserver):
     async def on_push_frame(self, data: FramePushed) -> None:
-        cut = (InterruptionFrame, ReplyStoppedAtLimitFrame)
-        if isinstance(data.frame, cut) and data.first_push:
+        if isinstance(data.frame, _CUT) and data.first_push:
             pipecat_compat.drop_unsent_bot_transcription(self)
         await super().on_push_frame(data)
 

@@ -307,7 +307,6 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
         # Not awaited here: the pieces are read from `queue` while the model generates.
         worker = asyncio.ensure_future(self._queue.run(run))
         first: float | None = None
-        pieces = 0
         try:
             while (item := await queue.get()) is not _END:
                 if isinstance(item, Exception):
@@ -315,7 +314,6 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
                 if first is None:
                     first = time.perf_counter()
                     await self.stop_ttfb_metrics()
-                pieces += 1
                 written.append(item)
                 await self._push_llm_text(item)
                 if not paused and self._first_piece_held():
@@ -330,6 +328,7 @@ class LocalLLMService(LLMService[OpenAILLMAdapter]):
             if self._resume is resume:
                 self._resume = None
         waited = await worker
+        pieces = len(written)
         if at_limit[0]:
             # The TTS drops the unfinished sentence (processors/reply_limit.py).
             await self.push_frame(ReplyStoppedAtLimitFrame(text="".join(written)))
